@@ -1,0 +1,14 @@
+//! `elbo-models`: ready models for the `elbo` toolkit, each a [`elbo::LogJoint`] with its data as
+//! tensors. The priors match `../shared/peers/models_numpyro.py`, so ELBOs compare across toolkits.
+//!
+//! - [`LinearRegression`]: conjugate Bayesian linear regression with known noise, with its exact
+//!   posterior and log evidence;
+//! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1).
+#![deny(missing_docs)]
+
+mod data;
+mod linear_regression;
+mod logistic_regression;
+
+pub use linear_regression::{ExactPosterior, LinearRegression};
+pub use logistic_regression::LogisticRegression;

@@ -1,0 +1,108 @@
+//! Conjugate Bayesian linear regression with known noise.
+//!
+//! ```text
+//! w_d ~ N(0, τ²),   y_i ~ N(x_iᵀ w, σ²)                      (τ = prior_sd, σ = noise_sd)
+//! posterior:  w | y ~ N(m, Σ),  Σ⁻¹ = XᵀX / σ² + I / τ²,  m = Σ Xᵀ y / σ²
+//! evidence:   log p(y) = log p(y, m) + D/2 · log 2π − ½ log det Σ⁻¹
+//! ```
+
+use candle_core::{DType, Device, Tensor, D};
+use elbo::{linalg, LogJoint, Result};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::data::{check_design, check_sd};
+
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// y ~ N(X w, σ² I) with w ~ N(0, τ² I); the latent vector z is w (length D).
+#[derive(Clone, Debug)]
+pub struct LinearRegression {
+    x_t: Tensor,
+    y: Tensor,
+    prior_sd: f64,
+    noise_sd: f64,
+}
+
+/// The exact Gaussian posterior N(mean, cov) and the log evidence log p(y).
+#[derive(Clone, Debug)]
+pub struct ExactPosterior {
+    /// m, length D.
+    pub mean: Vec<f64>,
+    /// Σ, D×D row-major.
+    pub cov: Vec<f64>,
+    /// Σ⁻¹, D×D row-major.
+    pub precision: Vec<f64>,
+    /// log p(y).
+    pub log_evidence: f64,
+}
+
+impl LinearRegression {
+    /// The model for design `x` [N, D] and response `y` [N] (one float dtype, one device).
+    pub fn new(x: &Tensor, y: &Tensor, prior_sd: f64, noise_sd: f64) -> Result<Self> {
+        check_design("LinearRegression", x, y)?;
+        check_sd("prior_sd", prior_sd)?;
+        check_sd("noise_sd", noise_sd)?;
+        Ok(LinearRegression { x_t: x.t()?.contiguous()?, y: y.clone(), prior_sd, noise_sd })
+    }
+
+    /// Simulated data: X ~ N(0, 1) [n, d], true w ~ N(0, 1), y = X w + σ ε, with τ = 10, σ = 1,
+    /// in F64 on the CPU. Returns the model and the true w.
+    pub fn simulate(n: usize, d: usize, seed: u64) -> Result<(Self, Vec<f64>)> {
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let x: Vec<f64> = (0..n * d).map(|_| normal()).collect();
+        let w: Vec<f64> = (0..d).map(|_| normal()).collect();
+        let y: Vec<f64> = (0..n).map(|i| (0..d).map(|j| x[i * d + j] * w[j]).sum::<f64>() + normal()).collect();
+        let x = Tensor::from_vec(x, (n, d), &Device::Cpu)?;
+        let y = Tensor::from_vec(y, n, &Device::Cpu)?;
+        Ok((LinearRegression::new(&x, &y, 10.0, 1.0)?, w))
+    }
+
+    /// The same model with its data in `dtype` on `device`.
+    pub fn to(&self, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(LinearRegression {
+            x_t: self.x_t.to_dtype(dtype)?.to_device(device)?,
+            y: self.y.to_dtype(dtype)?.to_device(device)?,
+            ..self.clone()
+        })
+    }
+
+    /// The exact posterior and log evidence, computed on the host in f64.
+    pub fn exact_posterior(&self) -> Result<ExactPosterior> {
+        let (d, n) = self.x_t.dims2()?;
+        let xt: Vec<f64> = self.x_t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let y: Vec<f64> = self.y.to_dtype(DType::F64)?.to_vec1()?;
+        let (s2, t2) = (self.noise_sd.powi(2), self.prior_sd.powi(2));
+        let mut precision = vec![0.0; d * d];
+        for a in 0..d {
+            for b in 0..d {
+                let dot: f64 = (0..n).map(|i| xt[a * n + i] * xt[b * n + i]).sum();
+                precision[a * d + b] = dot / s2 + if a == b { 1.0 / t2 } else { 0.0 };
+            }
+        }
+        let cov = linalg::spd_inverse(&precision, d)?;
+        let xty: Vec<f64> = (0..d).map(|a| (0..n).map(|i| xt[a * n + i] * y[i]).sum::<f64>() / s2).collect();
+        let mean: Vec<f64> = (0..d).map(|a| (0..d).map(|b| cov[a * d + b] * xty[b]).sum()).collect();
+        let m =
+            Tensor::from_slice(&mean, (1, d), &Device::Cpu)?.to_dtype(self.y.dtype())?.to_device(self.y.device())?;
+        let log_joint_at_mean = self.log_joint(&m)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+        let log_evidence = log_joint_at_mean + d as f64 * HALF_LN_2PI - 0.5 * linalg::spd_log_det(&precision, d)?;
+        Ok(ExactPosterior { mean, cov, precision, log_evidence })
+    }
+}
+
+impl LogJoint for LinearRegression {
+    fn dim(&self) -> usize {
+        self.x_t.dim(0).unwrap_or(0)
+    }
+
+    fn log_joint(&self, w: &Tensor) -> candle_core::Result<Tensor> {
+        let (d, n) = self.x_t.dims2()?;
+        let (t, s) = (self.prior_sd, self.noise_sd);
+        let log_prior = ((w.sqr()?.sum(D::Minus1)? * (-0.5 / (t * t)))? - d as f64 * (t.ln() + HALF_LN_2PI))?;
+        let resid = w.matmul(&self.x_t)?.broadcast_sub(&self.y.unsqueeze(0)?)?; // [S, N]
+        let log_lik = ((resid.sqr()?.sum(D::Minus1)? * (-0.5 / (s * s)))? - n as f64 * (s.ln() + HALF_LN_2PI))?;
+        log_prior + log_lik
+    }
+}

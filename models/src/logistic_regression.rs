@@ -1,0 +1,47 @@
+//! Bayesian logistic regression.
+//!
+//! ```text
+//! w_d ~ N(0, 1),  b ~ N(0, 1),  y_i ~ Bernoulli(σ(η_i)),  η_i = x_iᵀ w + b
+//! log p(y | η) = Σ_i [y_i η_i − softplus(η_i)]
+//! ```
+//!
+//! The latent vector is z = (w_1, …, w_D, b), length D + 1.
+
+use candle_core::{Tensor, D};
+use elbo::special::softplus;
+use elbo::{LogJoint, Result};
+
+use crate::data::check_design;
+
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// y_i ~ Bernoulli(logit = x_iᵀ w + b) with standard normal priors on w and b.
+#[derive(Clone, Debug)]
+pub struct LogisticRegression {
+    x_t: Tensor,
+    y: Tensor,
+}
+
+impl LogisticRegression {
+    /// The model for design `x` [N, D] and labels `y` [N] in {0, 1} (one float dtype, one device).
+    pub fn new(x: &Tensor, y: &Tensor) -> Result<Self> {
+        check_design("LogisticRegression", x, y)?;
+        Ok(LogisticRegression { x_t: x.t()?.contiguous()?, y: y.clone() })
+    }
+}
+
+impl LogJoint for LogisticRegression {
+    fn dim(&self) -> usize {
+        self.x_t.dim(0).map(|d| d + 1).unwrap_or(0)
+    }
+
+    fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let d = self.x_t.dim(0)?;
+        let w = z.narrow(1, 0, d)?;
+        let b = z.narrow(1, d, 1)?;
+        let eta = w.matmul(&self.x_t)?.broadcast_add(&b)?; // [S, N]
+        let log_lik = (eta.broadcast_mul(&self.y.unsqueeze(0)?)? - softplus(&eta)?)?.sum(D::Minus1)?;
+        let log_prior = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - (d + 1) as f64 * HALF_LN_2PI)?;
+        log_prior + log_lik
+    }
+}

@@ -1,0 +1,76 @@
+//! The one error type of `elbo`.
+//!
+//! Library code never panics on user input: every fallible path returns an [`Error`] whose message
+//! names the bad value and says what to do about it.
+
+/// Everything that can go wrong in `elbo`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of its range (zero samples, a non-positive learning rate, ...).
+    #[error("invalid setting `{name}` = {value}: {reason}")]
+    InvalidConfig {
+        /// The setting, as the builder method that sets it is named.
+        name: &'static str,
+        /// The value that was given.
+        value: String,
+        /// What the value must satisfy.
+        reason: String,
+    },
+
+    /// Two things that must have the same length do not (a family of dimension 5 for a model of
+    /// dimension 10, an initial location of the wrong length, ...).
+    #[error("dimension mismatch: {what} has dimension {got}, but the model has dimension {expected}")]
+    DimensionMismatch {
+        /// What had the wrong dimension.
+        what: String,
+        /// The model's dimension, [`crate::LogJoint::dim`].
+        expected: usize,
+        /// The dimension that was found.
+        got: usize,
+    },
+
+    /// `log_joint` broke its contract: it failed, or returned the wrong shape or dtype for a batch
+    /// of draws.
+    #[error("the model's log_joint {problem}")]
+    ModelOutput {
+        /// What was wrong, including the shapes and dtypes involved.
+        problem: String,
+    },
+
+    /// A model was given no data (zero rows, or zero columns where columns are needed).
+    #[error("empty data: {what}")]
+    EmptyData {
+        /// Which data, and what its shape was.
+        what: String,
+    },
+
+    /// Optimisation met only non-finite ELBO values or gradients for too many steps in a row.
+    #[error(
+        "non-finite ELBO or gradient at iteration {iteration} ({consecutive} steps in a row \
+         were skipped): {detail}"
+    )]
+    NonFinite {
+        /// The iteration (0-based) of the last skipped step.
+        iteration: usize,
+        /// How many consecutive steps were skipped.
+        consecutive: usize,
+        /// Which draw and which coordinates of z gave the non-finite value, or which parameter had
+        /// a non-finite gradient.
+        detail: String,
+    },
+
+    /// An error from candle, the tensor library.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Builds [`Error::InvalidConfig`] for setting `name` with the bad `value` and what it must satisfy.
+    pub fn config(name: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        Error::InvalidConfig { name, value: value.to_string(), reason: reason.to_string() }
+    }
+}

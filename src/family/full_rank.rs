@@ -1,0 +1,161 @@
+//! The full-rank Gaussian, with a lower-triangular scale built from a mask (no Cholesky needed).
+//!
+//! ```text
+//! L = diag(link(ω)) + M ⊙ T        T: strictly-lower-triangular mask of ones, M: free [D, D]
+//! z = μ + L ε,   Cov(z) = L Lᵀ,   H(q) = D/2 · (1 + log 2π) + Σᵢ log link(ωᵢ)
+//! ```
+//!
+//! The entries of M above the diagonal never receive a gradient and stay at zero.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use super::{check_loc, raw_scales, var_from, Family, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use crate::{linalg, Error, Result};
+
+/// The full-rank Gaussian family (dense covariance); makes a [`FullRankGaussian`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FullRank;
+
+impl Family for FullRank {
+    type Q = FullRankGaussian;
+    fn init(&self, init: &Init) -> Result<FullRankGaussian> {
+        let d = init.loc.len();
+        let mut l = vec![0.0; d * d];
+        (0..d).for_each(|i| l[i * d + i] = init.scale);
+        FullRankGaussian::new(&init.loc, &l, init.link, init.dtype, &init.device)
+    }
+}
+
+/// q(z) = N(z; μ, L Lᵀ) with parameters `loc` (μ), `raw_diag` (ω) and `off_diag` (M).
+#[derive(Clone, Debug)]
+pub struct FullRankGaussian {
+    loc: Var,
+    raw_diag: Var,
+    off_diag: Var,
+    /// Strictly-lower-triangular mask T.
+    mask: Tensor,
+    /// The identity, to place the diagonal.
+    eye: Tensor,
+    link: ScaleLink,
+}
+
+impl FullRankGaussian {
+    /// A full-rank Gaussian with mean `loc` and scale `scale_tril` (row-major D×D, lower
+    /// triangular, positive diagonal; entries above the diagonal must be zero).
+    pub fn new(loc: &[f64], scale_tril: &[f64], link: ScaleLink, dtype: DType, device: &Device) -> Result<Self> {
+        check_loc(loc)?;
+        let d = loc.len();
+        if scale_tril.len() != d * d {
+            return Err(Error::config(
+                "scale_tril",
+                format!("{} entries", scale_tril.len()),
+                format!("expected a {d}×{d} matrix in row-major order"),
+            ));
+        }
+        let mut off = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                let v = scale_tril[i * d + j];
+                if !v.is_finite() || (j > i && v != 0.0) {
+                    return Err(Error::config(
+                        "scale_tril",
+                        format!("entry ({i}, {j}) = {v}"),
+                        "the scale must be finite and lower triangular",
+                    ));
+                }
+                if j < i {
+                    off[i * d + j] = v;
+                }
+            }
+        }
+        let diag: Vec<f64> = (0..d).map(|i| scale_tril[i * d + i]).collect();
+        let raw = raw_scales(&diag, link)?;
+        let eye = Tensor::eye(d, dtype, device)?;
+        let mask = (Tensor::tril2(d, dtype, device)? - &eye)?;
+        Ok(FullRankGaussian {
+            loc: var_from(loc, &[d], dtype, device)?,
+            raw_diag: var_from(&raw, &[d], dtype, device)?,
+            off_diag: var_from(&off, &[d, d], dtype, device)?,
+            mask,
+            eye,
+            link,
+        })
+    }
+
+    /// L as a differentiable tensor.
+    fn tril(&self) -> Result<Tensor> {
+        let diag = self.link.forward(self.raw_diag.as_tensor())?;
+        let lower = (self.off_diag.as_tensor() * &self.mask)?;
+        Ok((self.eye.broadcast_mul(&diag.unsqueeze(0)?)? + lower)?)
+    }
+}
+
+impl VariationalFamily for FullRankGaussian {
+    fn name(&self) -> &'static str {
+        "full-rank Gaussian"
+    }
+
+    fn dim(&self) -> usize {
+        self.loc.dim(0).unwrap_or(0)
+    }
+
+    fn params(&self) -> Vec<(&'static str, Var)> {
+        vec![("loc", self.loc.clone()), ("raw_diag", self.raw_diag.clone()), ("off_diag", self.off_diag.clone())]
+    }
+
+    fn rsample(&self, eps: &Tensor) -> Result<Tensor> {
+        Ok(eps.matmul(&self.tril()?.t()?)?.broadcast_add(self.loc.as_tensor())?)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        let d = self.dim() as f64;
+        let log_diag = self.link.log_forward(self.raw_diag.as_tensor())?;
+        Ok((log_diag.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
+    }
+
+    /// Solves with L on the host (candle has no triangular solve): u = L⁻¹(z − μ) gives the value,
+    /// and ∇_z log q = −L⁻ᵀ u enters through `(z − stop(z)) · ∇`, which is zero in value.
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
+        let d = self.dim();
+        let l = to_host(&self.tril()?)?;
+        let loc = to_host(self.loc.as_tensor())?;
+        let zs = to_host(z)?;
+        let s = zs.len() / d.max(1);
+        let log_det: f64 = (0..d).map(|i| l[i * d + i].ln()).sum();
+        let mut values = Vec::with_capacity(s);
+        let mut grads = Vec::with_capacity(s * d);
+        for row in zs.chunks(d) {
+            let mut u: Vec<f64> = row.iter().zip(&loc).map(|(a, b)| a - b).collect();
+            linalg::solve_lower(&l, d, &mut u);
+            values.push(-0.5 * u.iter().map(|x| x * x).sum::<f64>() - log_det - d as f64 * HALF_LN_2PI);
+            linalg::solve_lower_t(&l, d, &mut u);
+            grads.extend(u.iter().map(|x| -x));
+        }
+        let (dtype, device) = (z.dtype(), z.device());
+        let values = Tensor::from_vec(values, s, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+        let grads = Tensor::from_vec(grads, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+        let zero_with_grad = ((z - z.detach())? * grads)?.sum(D::Minus1)?;
+        Ok((values + zero_with_grad)?)
+    }
+
+    fn loc(&self) -> Result<Tensor> {
+        Ok(self.loc.as_tensor().copy()?)
+    }
+
+    fn scale_tril(&self) -> Result<Tensor> {
+        Ok(self.tril()?.detach())
+    }
+
+    fn dtype(&self) -> DType {
+        self.loc.dtype()
+    }
+
+    fn device(&self) -> Device {
+        self.loc.device().clone()
+    }
+}
+
+/// A tensor's values as host `f64`s, row-major.
+fn to_host(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}

@@ -1,0 +1,113 @@
+//! The mean-field (diagonal) Gaussian.
+//!
+//! ```text
+//! q(z) = Πᵢ N(zᵢ; μᵢ, σᵢ²),   σᵢ = link(ωᵢ),   z = μ + σ ⊙ ε
+//! H(q) = D/2 · (1 + log 2π) + Σᵢ log σᵢ
+//! ```
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use super::{check_loc, raw_scales, var_from, Family, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use crate::Result;
+
+/// The mean-field Gaussian family (diagonal covariance); makes a [`MeanFieldGaussian`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MeanField;
+
+impl Family for MeanField {
+    type Q = MeanFieldGaussian;
+    fn init(&self, init: &Init) -> Result<MeanFieldGaussian> {
+        let scale = vec![init.scale; init.loc.len()];
+        MeanFieldGaussian::new(&init.loc, &scale, init.link, init.dtype, &init.device)
+    }
+}
+
+/// q(z) = Πᵢ N(zᵢ; μᵢ, σᵢ²) with parameters `loc` (μ) and `raw_scale` (ω, σ = link(ω)).
+#[derive(Clone, Debug)]
+pub struct MeanFieldGaussian {
+    loc: Var,
+    raw_scale: Var,
+    link: ScaleLink,
+}
+
+impl MeanFieldGaussian {
+    /// A mean-field Gaussian with the given means and (positive, finite) standard deviations.
+    pub fn new(loc: &[f64], scale: &[f64], link: ScaleLink, dtype: DType, device: &Device) -> Result<Self> {
+        check_loc(loc)?;
+        if scale.len() != loc.len() {
+            return Err(crate::Error::DimensionMismatch {
+                what: "the scale vector".into(),
+                expected: loc.len(),
+                got: scale.len(),
+            });
+        }
+        let raw = raw_scales(scale, link)?;
+        let d = loc.len();
+        Ok(MeanFieldGaussian {
+            loc: var_from(loc, &[d], dtype, device)?,
+            raw_scale: var_from(&raw, &[d], dtype, device)?,
+            link,
+        })
+    }
+
+    /// σ, the standard deviations, [D].
+    pub fn scale(&self) -> Result<Tensor> {
+        self.link.forward(self.raw_scale.as_tensor())
+    }
+}
+
+impl VariationalFamily for MeanFieldGaussian {
+    fn name(&self) -> &'static str {
+        "mean-field Gaussian"
+    }
+
+    fn dim(&self) -> usize {
+        self.loc.dim(0).unwrap_or(0)
+    }
+
+    fn params(&self) -> Vec<(&'static str, Var)> {
+        vec![("loc", self.loc.clone()), ("raw_scale", self.raw_scale.clone())]
+    }
+
+    fn rsample(&self, eps: &Tensor) -> Result<Tensor> {
+        Ok(eps.broadcast_mul(&self.scale()?)?.broadcast_add(self.loc.as_tensor())?)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        let d = self.dim() as f64;
+        let log_scale = self.link.log_forward(self.raw_scale.as_tensor())?;
+        Ok((log_scale.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
+    }
+
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
+        let loc = self.loc.as_tensor().detach();
+        let scale = self.scale()?.detach();
+        let u = z.broadcast_sub(&loc)?.broadcast_div(&scale)?;
+        let log_norm = (scale.log()?.sum_all()? + self.dim() as f64 * HALF_LN_2PI)?;
+        Ok((u.sqr()?.sum(D::Minus1)? * -0.5)?.broadcast_sub(&log_norm)?)
+    }
+
+    fn loc(&self) -> Result<Tensor> {
+        Ok(self.loc.as_tensor().copy()?)
+    }
+
+    fn scale_tril(&self) -> Result<Tensor> {
+        let d = self.dim();
+        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
+        Ok(eye.broadcast_mul(&self.scale()?.unsqueeze(0)?)?.detach())
+    }
+
+    fn covariance(&self) -> Result<Tensor> {
+        let d = self.dim();
+        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
+        Ok(eye.broadcast_mul(&self.scale()?.sqr()?.unsqueeze(0)?)?.detach())
+    }
+
+    fn dtype(&self) -> DType {
+        self.loc.dtype()
+    }
+
+    fn device(&self) -> Device {
+        self.loc.device().clone()
+    }
+}

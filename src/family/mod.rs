@@ -1,0 +1,129 @@
+//! Variational families: Gaussians q(z; λ) reparameterised as z = μ + L ε, ε ~ N(0, I).
+//!
+//! ```text
+//! z    = μ + L ε                               μ: loc [D], L: scale_tril [D, D], lower, Lᵢᵢ > 0
+//! H(q) = D/2 · (1 + log 2π) + Σᵢ log Lᵢᵢ        (closed-form entropy)
+//! log q(z) = −½ ‖L⁻¹(z − μ)‖² − Σᵢ log Lᵢᵢ − D/2 · log 2π
+//! Cov(z) = L Lᵀ
+//! ```
+//!
+//! [`MeanField`] fits a diagonal L ([`MeanFieldGaussian`]); [`FullRank`] a dense lower-triangular
+//! L ([`FullRankGaussian`]). The positive diagonal is `link(raw)` with [`ScaleLink`] `Log` (σ = e^ω,
+//! as in ADVI) or `Softplus`.
+
+mod full_rank;
+mod mean_field;
+mod scale;
+
+pub use full_rank::{FullRank, FullRankGaussian};
+pub use mean_field::{MeanField, MeanFieldGaussian};
+pub use scale::ScaleLink;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::Result;
+
+/// ½ log 2π.
+pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// A Gaussian q(z; λ) with differentiable parameters λ (candle `Var`s).
+pub trait VariationalFamily {
+    /// A short name for reports, e.g. "mean-field Gaussian".
+    fn name(&self) -> &'static str;
+
+    /// D, the length of z.
+    fn dim(&self) -> usize;
+
+    /// The parameters λ, named, in a fixed order.
+    fn params(&self) -> Vec<(&'static str, Var)>;
+
+    /// z = μ + L ε for each row of `eps` ([S, D] → [S, D]), differentiable in λ.
+    fn rsample(&self, eps: &Tensor) -> Result<Tensor>;
+
+    /// The entropy H(q) in closed form, a scalar differentiable in λ.
+    fn entropy(&self) -> Result<Tensor>;
+
+    /// log q(z; λ) for each row of `z` ([S, D] → [S]) with λ held fixed: gradients reach `z` but
+    /// never λ (this is the stop-gradient that sticking-the-landing needs).
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor>;
+
+    /// The mean μ, [D].
+    fn loc(&self) -> Result<Tensor>;
+
+    /// The lower-triangular scale L, [D, D].
+    fn scale_tril(&self) -> Result<Tensor>;
+
+    /// The covariance L Lᵀ, [D, D].
+    fn covariance(&self) -> Result<Tensor> {
+        let l = self.scale_tril()?;
+        Ok(l.matmul(&l.t()?)?)
+    }
+
+    /// log q(μ + L ε) for each row of `eps`, [S], without a solve:
+    /// `−½ ‖ε‖² + D/2 − H(q)`, valid for every location–scale family z = μ + L ε.
+    fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
+        let half_sq = (eps.sqr()?.sum(D::Minus1)? * -0.5)?;
+        let constant = self.entropy()?.affine(-1.0, 0.5 * self.dim() as f64)?;
+        Ok(half_sq.broadcast_add(&constant)?)
+    }
+
+    /// The dtype of the parameters.
+    fn dtype(&self) -> DType;
+
+    /// The device of the parameters.
+    fn device(&self) -> Device;
+}
+
+/// How a family starts: location, scale and link, dtype and device.
+#[derive(Clone, Debug)]
+pub struct Init {
+    /// Initial μ, of length D.
+    pub loc: Vec<f64>,
+    /// Initial scale: L = scale · I.
+    pub scale: f64,
+    /// How the positive diagonal of L is parameterised.
+    pub link: ScaleLink,
+    /// F32 or F64.
+    pub dtype: DType,
+    /// Where the parameters live.
+    pub device: Device,
+}
+
+/// A choice of variational family, such as [`MeanField`] or [`FullRank`]: it makes the
+/// parameterised q that is then fitted.
+pub trait Family {
+    /// The parameterised family this choice makes.
+    type Q: VariationalFamily;
+
+    /// Makes q at its initial parameters.
+    fn init(&self, init: &Init) -> Result<Self::Q>;
+}
+
+/// Validates a scale vector and turns it into raw (unconstrained) values.
+pub(crate) fn raw_scales(scales: &[f64], link: ScaleLink) -> Result<Vec<f64>> {
+    scales
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            if s > 0.0 && s.is_finite() {
+                Ok(link.inverse(s))
+            } else {
+                Err(crate::Error::config("scale", s, format!("scale {i} must be positive and finite")))
+            }
+        })
+        .collect()
+}
+
+/// Validates a location vector.
+pub(crate) fn check_loc(loc: &[f64]) -> Result<()> {
+    match loc.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(crate::Error::config("init_loc", loc[i], format!("coordinate {i} is not finite"))),
+        None => Ok(()),
+    }
+}
+
+/// A 1-D parameter tensor of `dtype` on `device` from host values.
+pub(crate) fn var_from(values: &[f64], shape: &[usize], dtype: DType, device: &Device) -> Result<Var> {
+    let t = Tensor::from_slice(values, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+    Ok(Var::from_tensor(&t)?)
+}

@@ -1,0 +1,145 @@
+//! The report of a fit: why and when it stopped, the ELBO trace, the final ELBO with its Monte
+//! Carlo standard error, wall time, and the fitted q with its mean, covariance and draws.
+//!
+//! ```text
+//! ELBO ≈ 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)],   zᵢ ~ q fresh,   s.e. = sd(log p − log q) / √n
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use candle_core::{DType, Tensor};
+
+use crate::family::VariationalFamily;
+use crate::noise::{Noise, Stream};
+use crate::objective::Estimator;
+use crate::optim::Optimizer;
+use crate::Result;
+
+/// Why a fit stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// It ran the number of steps it was given.
+    MaxSteps,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::MaxSteps => write!(f, "reached the maximum number of steps"),
+        }
+    }
+}
+
+/// A fitted variational family and how the fit went.
+#[derive(Clone, Debug)]
+pub struct Fit<Q> {
+    pub(crate) q: Q,
+    pub(crate) family: &'static str,
+    pub(crate) estimator: Estimator,
+    pub(crate) optimizer: Optimizer,
+    pub(crate) stop_reason: StopReason,
+    pub(crate) iterations: usize,
+    pub(crate) skipped: usize,
+    pub(crate) trace: Vec<f64>,
+    pub(crate) elbo: f64,
+    pub(crate) elbo_se: f64,
+    pub(crate) elbo_draws: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) seed: u64,
+}
+
+impl<Q: VariationalFamily> Fit<Q> {
+    /// The fitted q.
+    pub fn q(&self) -> &Q {
+        &self.q
+    }
+
+    /// The mean of q, [D].
+    pub fn mean(&self) -> Result<Tensor> {
+        self.q.loc()
+    }
+
+    /// The covariance of q, [D, D].
+    pub fn covariance(&self) -> Result<Tensor> {
+        self.q.covariance()
+    }
+
+    /// `n` draws from q, [n, D]. They come from the fit's seed, so the same fit gives the same
+    /// draws; use [`Fit::sample_seeded`] for other ones.
+    pub fn sample(&self, n: usize) -> Result<Tensor> {
+        self.sample_seeded(n, self.seed)
+    }
+
+    /// `n` draws from q from the given seed, [n, D].
+    pub fn sample_seeded(&self, n: usize, seed: u64) -> Result<Tensor> {
+        let eps = Noise::new(seed, Stream::Draws).standard_normal(n, self.q.dim(), self.q.dtype(), &self.q.device())?;
+        Ok(self.q.rsample(&eps)?.detach())
+    }
+}
+
+impl<Q> Fit<Q> {
+    /// The final ELBO, estimated on fresh draws.
+    pub fn elbo(&self) -> f64 {
+        self.elbo
+    }
+
+    /// The Monte Carlo standard error of [`Fit::elbo`].
+    pub fn elbo_se(&self) -> f64 {
+        self.elbo_se
+    }
+
+    /// The ELBO estimate of every step (NaN where a step was skipped).
+    pub fn trace(&self) -> &[f64] {
+        &self.trace
+    }
+
+    /// Why the fit stopped.
+    pub fn stop_reason(&self) -> StopReason {
+        self.stop_reason
+    }
+
+    /// Steps run, skipped ones included.
+    pub fn iterations(&self) -> usize {
+        self.iterations
+    }
+
+    /// Steps skipped because the ELBO or its gradient was not finite.
+    pub fn skipped_steps(&self) -> usize {
+        self.skipped
+    }
+
+    /// Wall time spent in the steps (the final ELBO estimate excluded).
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+impl<Q> fmt::Display for Fit<Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let estimator = match self.estimator {
+            Estimator::Entropy => "entropy-form ELBO",
+            Estimator::StickingTheLanding => "sticking-the-landing ELBO",
+        };
+        let optimizer = match self.optimizer {
+            Optimizer::Adam { lr, .. } => format!("Adam (lr {lr})"),
+            Optimizer::Sgd { lr } => format!("SGD (lr {lr})"),
+        };
+        let secs = self.elapsed.as_secs_f64();
+        let per_step = if self.iterations > 0 { secs * 1e6 / self.iterations as f64 } else { 0.0 };
+        writeln!(f, "ADVI: {}, {estimator}, {optimizer}", self.family)?;
+        writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
+        writeln!(
+            f,
+            "  ELBO       {:.4} ± {:.4} (Monte Carlo s.e., {} fresh draws)",
+            self.elbo, self.elbo_se, self.elbo_draws
+        )?;
+        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
+    }
+}
+
+/// Host values of a 1-D or 2-D tensor as `f64`, row-major, for reports and tests.
+pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}

@@ -1,0 +1,62 @@
+//! `elbo`: black-box variational inference on candle tensors.
+//!
+//! A model is its log joint density log p(x, z) ([`LogJoint`]); `elbo` fits a Gaussian q(z; λ),
+//! mean-field or full-rank, to the posterior p(z | x) by stochastic ascent of the evidence lower
+//! bound with reparameterisation gradients:
+//!
+//! ```text
+//! ELBO(λ) = E_q[log p(x, z)] + H(q)  ≤  log p(x),     z = μ + L ε,  ε ~ N(0, I)
+//! log p(x) − ELBO(λ) = KL(q(z; λ) ‖ p(z | x))
+//! ```
+//!
+//! ```
+//! use elbo::prelude::*;
+//!
+//! /// Posterior of a normal mean: y_i ~ N(θ, 1), θ ~ N(0, 1), so θ | y ~ N(Σy/(n+1), 1/(n+1)).
+//! struct NormalMean { y: Tensor }
+//! impl LogJoint for NormalMean {
+//!     fn dim(&self) -> usize { 1 }
+//!     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+//!         let prior = (z.sqr()? * -0.5)?.squeeze(1)?;                       // [S]
+//!         let resid = self.y.unsqueeze(0)?.broadcast_sub(z)?;               // [S, n]
+//!         prior + (resid.sqr()? * -0.5)?.sum(1)?
+//!     }
+//! }
+//! let y = Tensor::new(&[1.2f64, 0.8, 1.5, 0.9], &Device::Cpu)?;
+//! let fit = Advi::new(FullRank).dtype(DType::F64).samples(4).steps(3_000).lr(0.02).seed(42)
+//!     .fit(&NormalMean { y })?;
+//! let mean = fit.mean()?.to_vec1::<f64>()?[0];
+//! assert!((mean - 4.4 / 5.0).abs() < 0.05);
+//! println!("{fit}");
+//! # Ok::<(), elbo::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod family;
+pub mod fit;
+pub mod linalg;
+pub mod model;
+pub mod noise;
+pub mod objective;
+pub mod optim;
+pub mod runtime;
+pub mod special;
+pub mod svi;
+
+pub use error::{Error, Result};
+pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
+pub use fit::{Fit, StopReason};
+pub use model::{from_fn, FnModel, LogJoint};
+pub use objective::Estimator;
+pub use optim::{LrSchedule, Optimizer};
+pub use svi::{Advi, Step, SviState};
+
+/// Everything a typical program needs, with candle's `Tensor`, `Device` and `DType`.
+pub mod prelude {
+    pub use crate::{
+        from_fn, Advi, Estimator, Family, Fit, FullRank, LogJoint, LrSchedule, MeanField, Optimizer, ScaleLink,
+        StopReason, VariationalFamily,
+    };
+    pub use candle_core::{DType, Device, Tensor};
+}

@@ -1,0 +1,184 @@
+//! Stochastic gradient ascent on the ELBO: Adam (no weight decay) or plain SGD, with a
+//! learning-rate schedule.
+//!
+//! ```text
+//! g_t = ∇_λ (−ELBO)
+//! Adam: m_t = β₁ m + (1 − β₁) g_t,  v_t = β₂ v + (1 − β₂) g_t²,
+//!       λ ← λ − η_t · m̂_t / (√v̂_t + ε̂),   m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+//! SGD:  λ ← λ − η_t g_t
+//! Schedules: constant η_t = η;  exponential η_t = η · (η_final / η)^(t / T)
+//! ```
+//!
+//! candle-nn's `AdamW` decays weights by 0.01 by default, which pulls μ and log σ to zero and biases
+//! VI; this Adam has no weight decay.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+
+use crate::{Error, Result};
+
+/// The optimiser and its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Adam (Kingma & Ba 2015) without weight decay.
+    Adam {
+        /// Learning rate η.
+        lr: f64,
+        /// Decay of the first-moment average.
+        beta1: f64,
+        /// Decay of the second-moment average.
+        beta2: f64,
+        /// Added to √v̂ to keep steps finite.
+        eps: f64,
+    },
+    /// Plain stochastic gradient ascent.
+    Sgd {
+        /// Learning rate η.
+        lr: f64,
+    },
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::adam(0.01)
+    }
+}
+
+impl Optimizer {
+    /// Adam with learning rate `lr`, β = (0.9, 0.999), ε = 1e-8.
+    pub fn adam(lr: f64) -> Self {
+        Optimizer::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+
+    /// Plain SGD with learning rate `lr`.
+    pub fn sgd(lr: f64) -> Self {
+        Optimizer::Sgd { lr }
+    }
+
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr } => lr,
+        }
+    }
+
+    /// The same optimiser with base learning rate `lr`.
+    pub fn with_lr(self, new: f64) -> Self {
+        match self {
+            Optimizer::Adam { beta1, beta2, eps, .. } => Optimizer::Adam { lr: new, beta1, beta2, eps },
+            Optimizer::Sgd { .. } => Optimizer::Sgd { lr: new },
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let lr = self.lr();
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(Error::config("lr", lr, "the learning rate must be positive and finite"));
+        }
+        if let Optimizer::Adam { beta1, beta2, eps, .. } = *self {
+            for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
+                if !(0.0..1.0).contains(&b) {
+                    return Err(Error::config(name, b, "Adam's decay rates must lie in [0, 1)"));
+                }
+            }
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(Error::config("eps", eps, "Adam's ε must be positive and finite"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the learning rate changes over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum LrSchedule {
+    /// η_t = η.
+    #[default]
+    Constant,
+    /// η_t = η · (final_lr / η)^(t / T): geometric decay from η to `final_lr` over the T steps.
+    Exponential {
+        /// The learning rate at the last step.
+        final_lr: f64,
+    },
+}
+
+impl LrSchedule {
+    /// η_t at step `t` of `total`, from base rate `lr`.
+    pub fn lr_at(&self, lr: f64, t: usize, total: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Exponential { final_lr } => {
+                let frac = if total > 1 { t as f64 / (total - 1) as f64 } else { 1.0 };
+                lr * (final_lr / lr).powf(frac.min(1.0))
+            }
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let LrSchedule::Exponential { final_lr } = *self {
+            if !(final_lr > 0.0 && final_lr.is_finite()) {
+                return Err(Error::config("final_lr", final_lr, "must be positive and finite"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The optimiser's state: Adam's moment estimates and step count.
+#[derive(Debug)]
+pub struct OptimizerState {
+    config: Optimizer,
+    vars: Vec<Var>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: i32,
+}
+
+impl OptimizerState {
+    /// Fresh state for `vars`.
+    pub fn new(config: Optimizer, vars: Vec<Var>) -> Result<Self> {
+        config.validate()?;
+        let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+        let (m, v) = match config {
+            Optimizer::Adam { .. } => (zeros(&vars)?, zeros(&vars)?),
+            Optimizer::Sgd { .. } => (vec![], vec![]),
+        };
+        Ok(OptimizerState { config, vars, m, v, t: 0 })
+    }
+
+    /// One descent step on the loss whose gradients are `grads`, with learning rate `lr`.
+    /// A variable without a gradient is left as it is.
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.t += 1;
+        match self.config {
+            Optimizer::Sgd { .. } => {
+                for var in &self.vars {
+                    if let Some(g) = grads.get(var.as_tensor()) {
+                        var.set(&(var.as_tensor() - (g * lr)?)?)?;
+                    }
+                }
+            }
+            Optimizer::Adam { beta1, beta2, eps, .. } => {
+                let c1 = 1.0 - beta1.powi(self.t);
+                let c2 = 1.0 - beta2.powi(self.t);
+                // λ −= η m̂ / (√v̂ + ε)  ⇔  λ −= (η √c2 / c1) · m / (√v + ε √c2)
+                let step_size = lr * c2.sqrt() / c1;
+                let eps_hat = eps * c2.sqrt();
+                for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
+                    let Some(g) = grads.get(var.as_tensor()) else { continue };
+                    *m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
+                    *v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let denom = (v.sqrt()? + eps_hat)?;
+                    let update = ((&*m * step_size)? / denom)?;
+                    var.set(&(var.as_tensor() - update)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of steps taken.
+    pub fn steps_taken(&self) -> usize {
+        self.t as usize
+    }
+}

@@ -1,0 +1,469 @@
+//! The engine: stochastic ascent of the ELBO with reparameterisation gradients (ADVI,
+//! Kucukelbir et al. 2017).
+//!
+//! ```text
+//! each step t:  ε ~ N(0, I) [S, D] from the seeded stream
+//!               z = μ + L ε,  ELBO_t = estimator(log p(x, z), q)
+//!               g = ∇_λ (−ELBO_t);  skip the step if ELBO_t or g is not finite
+//!               λ ← optimiser(λ, g, η_t)
+//! ```
+//!
+//! [`Advi`] holds the settings; [`Advi::fit`] validates, runs every step and returns a [`Fit`].
+//! For manual control, [`Advi::init`] gives an [`SviState`] (a value: iteration, RNG, optimiser
+//! moments, q) that [`Advi::step`] advances and [`Advi::run`] finishes.
+
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::family::{Family, Init, ScaleLink, VariationalFamily};
+use crate::fit::{Fit, StopReason};
+use crate::model::LogJoint;
+use crate::noise::{Noise, Stream};
+use crate::objective::{evaluate, Estimator};
+use crate::optim::{LrSchedule, Optimizer, OptimizerState};
+use crate::{runtime, Error, Result};
+
+/// Settings of a stochastic-ELBO fit; the builder of every fit.
+///
+/// ```
+/// use elbo::prelude::*;
+/// // log p(z) of N((1, -2), I), up to a constant
+/// let model = elbo::from_fn(2, |z: &Tensor| {
+///     let target = Tensor::new(&[1.0f64, -2.0], z.device())?;
+///     z.broadcast_sub(&target)?.sqr()?.sum(1)? * -0.5
+/// });
+/// let fit = Advi::new(MeanField).dtype(DType::F64).steps(2_000).lr(0.05).seed(1).fit(&model)?;
+/// let mean = fit.mean()?.to_vec1::<f64>()?;
+/// assert!((mean[0] - 1.0).abs() < 0.1 && (mean[1] + 2.0).abs() < 0.1);
+/// println!("{fit}");
+/// # Ok::<(), elbo::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Advi<F: Family> {
+    family: F,
+    samples: usize,
+    steps: usize,
+    seed: u64,
+    optimizer: Optimizer,
+    schedule: LrSchedule,
+    estimator: Estimator,
+    dtype: DType,
+    device: Device,
+    init_loc: Option<Vec<f64>>,
+    init_scale: f64,
+    link: ScaleLink,
+    elbo_draws: usize,
+    max_consecutive_nonfinite: usize,
+}
+
+impl<F: Family> Advi<F> {
+    /// Settings for fitting `family` with the defaults: 1 draw per step, 5,000 steps, seed 0,
+    /// Adam with η = 0.01 and a constant rate, the entropy estimator, F32 on the CPU, initial
+    /// location 0 and scale 0.1 with a log link, 1,000 fresh draws for the final ELBO, and failure
+    /// after 20 non-finite steps in a row.
+    pub fn new(family: F) -> Self {
+        Advi {
+            family,
+            samples: 1,
+            steps: 5_000,
+            seed: 0,
+            optimizer: Optimizer::default(),
+            schedule: LrSchedule::Constant,
+            estimator: Estimator::Entropy,
+            dtype: DType::F32,
+            device: Device::Cpu,
+            init_loc: None,
+            init_scale: 0.1,
+            link: ScaleLink::Log,
+            elbo_draws: 1_000,
+            max_consecutive_nonfinite: 20,
+        }
+    }
+
+    /// S, the number of draws of z per step (≥ 1).
+    pub fn samples(mut self, s: usize) -> Self {
+        self.samples = s;
+        self
+    }
+
+    /// The number of optimisation steps.
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// The seed of every random draw; the same seed gives bit-identical results on the CPU.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The optimiser, e.g. `Optimizer::sgd(1e-3)`.
+    pub fn optimizer(mut self, optimizer: Optimizer) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// The (base) learning rate of the current optimiser.
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.optimizer = self.optimizer.with_lr(lr);
+        self
+    }
+
+    /// How the learning rate changes over the steps.
+    pub fn lr_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// The ELBO estimator that drives the gradient.
+    pub fn estimator(mut self, estimator: Estimator) -> Self {
+        self.estimator = estimator;
+        self
+    }
+
+    /// The floating-point type of q and of the draws passed to the model (F32 or F64); the
+    /// model's own tensors must have the same.
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The device of q and of the draws; the model's tensors must be there too.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The initial mean of q (length D); default zero.
+    pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
+        self.init_loc = Some(loc);
+        self
+    }
+
+    /// The initial scale of q, L = scale · I (> 0); default 0.1.
+    pub fn init_scale(mut self, scale: f64) -> Self {
+        self.init_scale = scale;
+        self
+    }
+
+    /// How the positive scales of q are parameterised; default [`ScaleLink::Log`].
+    pub fn scale_link(mut self, link: ScaleLink) -> Self {
+        self.link = link;
+        self
+    }
+
+    /// The number of fresh draws for the final ELBO estimate and its standard error (≥ 2).
+    pub fn elbo_draws(mut self, draws: usize) -> Self {
+        self.elbo_draws = draws;
+        self
+    }
+
+    /// How many non-finite steps in a row are skipped before the fit fails (≥ 1).
+    pub fn max_consecutive_nonfinite(mut self, n: usize) -> Self {
+        self.max_consecutive_nonfinite = n;
+        self
+    }
+
+    /// Validates, initialises, runs every step, and reports.
+    pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<Fit<F::Q>> {
+        let state = self.init(model)?;
+        self.run(state, model)
+    }
+
+    /// Validates the settings and the model and makes the initial state.
+    pub fn init<M: LogJoint + ?Sized>(&self, model: &M) -> Result<SviState<F::Q>> {
+        self.validate()?;
+        let d = model.dim();
+        let loc = match &self.init_loc {
+            Some(loc) if loc.len() != d => {
+                return Err(Error::DimensionMismatch { what: "init_loc".into(), expected: d, got: loc.len() })
+            }
+            Some(loc) => loc.clone(),
+            None => vec![0.0; d],
+        };
+        let init =
+            Init { loc, scale: self.init_scale, link: self.link, dtype: self.dtype, device: self.device.clone() };
+        let q = self.family.init(&init)?;
+        self.init_from(q, model)
+    }
+
+    /// Validates and makes the initial state from a given q (a warm start).
+    pub fn init_from<M: LogJoint + ?Sized>(&self, q: F::Q, model: &M) -> Result<SviState<F::Q>> {
+        self.validate()?;
+        validate_model(&q, model, self.samples)?;
+        runtime::default_threads();
+        let vars = q.params().into_iter().map(|(_, v)| v).collect();
+        Ok(SviState {
+            optimizer: OptimizerState::new(self.optimizer, vars)?,
+            q,
+            noise: Noise::new(self.seed, Stream::Optimise),
+            iteration: 0,
+            trace: Vec::with_capacity(self.steps),
+            skipped: 0,
+            consecutive_skipped: 0,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// One step: draws ε, estimates the ELBO, and moves λ along its gradient unless the ELBO or
+    /// the gradient is not finite (then the step is skipped and counted). Fails once
+    /// `max_consecutive_nonfinite` steps in a row were skipped.
+    pub fn step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
+        let start = Instant::now();
+        let outcome = self.try_step(state, model);
+        state.elapsed += start.elapsed();
+        state.iteration += 1;
+        let step = outcome?;
+        match &step {
+            Step::Taken { elbo } => {
+                state.trace.push(*elbo);
+                state.consecutive_skipped = 0;
+            }
+            Step::Skipped { detail } => {
+                state.trace.push(f64::NAN);
+                state.skipped += 1;
+                state.consecutive_skipped += 1;
+                if state.consecutive_skipped >= self.max_consecutive_nonfinite {
+                    return Err(Error::NonFinite {
+                        iteration: state.iteration - 1,
+                        consecutive: state.consecutive_skipped,
+                        detail: detail.clone(),
+                    });
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
+        let q = &state.q;
+        let eps = state.noise.standard_normal(self.samples, q.dim(), self.dtype, &self.device)?;
+        let est = self.estimator.estimate(q, model, &eps)?;
+        let elbo = scalar(&est.elbo)?;
+        if !elbo.is_finite() {
+            let detail = describe_nonfinite_log_joint(q, model, &est.z, &est.log_joint)?;
+            return Ok(Step::Skipped { detail });
+        }
+        let grads = est.elbo.neg()?.backward()?;
+        for (name, var) in q.params() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                if !scalar(&g.abs()?.sum_all()?)?.is_finite() {
+                    return Ok(Step::Skipped { detail: describe_nonfinite_grad(name, g)? });
+                }
+            }
+        }
+        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps);
+        state.optimizer.step(&grads, lr)?;
+        Ok(Step::Taken { elbo })
+    }
+
+    /// Runs the remaining steps (up to the `steps` setting), then estimates the final ELBO on
+    /// fresh draws and reports; the report takes q over from the state.
+    pub fn run<M: LogJoint + ?Sized>(&self, mut state: SviState<F::Q>, model: &M) -> Result<Fit<F::Q>> {
+        while state.iteration < self.steps {
+            self.step(&mut state, model)?;
+        }
+        self.report(state, model, StopReason::MaxSteps)
+    }
+
+    fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
+        let q = &state.q;
+        for (name, var) in q.params() {
+            if !scalar(&var.as_tensor().abs()?.sum_all()?)?.is_finite() {
+                return Err(Error::NonFinite {
+                    iteration: state.iteration,
+                    consecutive: state.consecutive_skipped,
+                    detail: format!("the parameter `{name}` of q is not finite after the last step"),
+                });
+            }
+        }
+        let (elbo, elbo_se) = estimate_elbo(q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
+        let family = q.name();
+        Ok(Fit {
+            q: state.q,
+            family,
+            estimator: self.estimator,
+            optimizer: self.optimizer,
+            stop_reason: reason,
+            iterations: state.iteration,
+            skipped: state.skipped,
+            trace: state.trace,
+            elbo,
+            elbo_se,
+            elbo_draws: self.elbo_draws,
+            elapsed: state.elapsed,
+            seed: self.seed,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.samples == 0 {
+            return Err(Error::config("samples", 0, "at least one draw per step is needed"));
+        }
+        if !(self.init_scale > 0.0 && self.init_scale.is_finite()) {
+            return Err(Error::config("init_scale", self.init_scale, "the initial scale must be positive and finite"));
+        }
+        if self.elbo_draws < 2 {
+            return Err(Error::config(
+                "elbo_draws",
+                self.elbo_draws,
+                "at least 2 draws are needed for a standard error",
+            ));
+        }
+        if self.max_consecutive_nonfinite == 0 {
+            return Err(Error::config("max_consecutive_nonfinite", 0, "must be at least 1"));
+        }
+        if !matches!(self.dtype, DType::F32 | DType::F64) {
+            return Err(Error::config("dtype", format!("{:?}", self.dtype), "use DType::F32 or DType::F64"));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()
+    }
+}
+
+/// What one step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The parameters moved; `elbo` is this step's Monte Carlo ELBO estimate.
+    Taken {
+        /// The step's ELBO estimate.
+        elbo: f64,
+    },
+    /// The ELBO or gradient was not finite, so the parameters were left alone.
+    Skipped {
+        /// What was not finite, and where.
+        detail: String,
+    },
+}
+
+/// Everything a fit carries from step to step.
+#[derive(Debug)]
+pub struct SviState<Q> {
+    /// The variational family at its current parameters.
+    pub q: Q,
+    optimizer: OptimizerState,
+    noise: Noise,
+    iteration: usize,
+    trace: Vec<f64>,
+    skipped: usize,
+    consecutive_skipped: usize,
+    elapsed: Duration,
+}
+
+impl<Q> SviState<Q> {
+    /// Steps taken or skipped so far.
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    /// The ELBO estimate of every step so far (NaN for skipped steps).
+    pub fn trace(&self) -> &[f64] {
+        &self.trace
+    }
+
+    /// Steps skipped so far because of non-finite values.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+}
+
+/// Checks that the model's dimension is q's, and that `log_joint` keeps its contract on a batch of
+/// `samples` draws at q's mean.
+fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, samples: usize) -> Result<()> {
+    let d = model.dim();
+    if d == 0 {
+        return Err(Error::ModelOutput { problem: "dim() is 0: a model needs at least one latent coordinate".into() });
+    }
+    if q.dim() != d {
+        return Err(Error::DimensionMismatch { what: format!("the {}", q.name()), expected: d, got: q.dim() });
+    }
+    let z = q.loc()?.unsqueeze(0)?.repeat((samples, 1))?;
+    evaluate(model, &z)?;
+    Ok(())
+}
+
+/// The final ELBO, mean of log p(x, z) − log q(z) over `draws` fresh draws, with its Monte Carlo
+/// standard error.
+fn estimate_elbo<Q: VariationalFamily, M: LogJoint + ?Sized>(
+    q: &Q,
+    model: &M,
+    draws: usize,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    const CHUNK: usize = 256;
+    let mut noise = Noise::new(seed, Stream::Evaluate);
+    let mut w = Vec::with_capacity(draws);
+    while w.len() < draws {
+        let n = CHUNK.min(draws - w.len());
+        let eps = noise.standard_normal(n, q.dim(), dtype, device)?;
+        let z = q.rsample(&eps)?.detach();
+        let log_w = (evaluate(model, &z)? - q.log_prob_of_noise(&eps)?)?;
+        w.extend(log_w.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+    }
+    let n = w.len() as f64;
+    let mean = w.iter().sum::<f64>() / n;
+    let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Ok((mean, (var / n).sqrt()))
+}
+
+/// A scalar tensor's value as f64.
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Says which draw gave a non-finite log p, and which of its coordinates alone make log p
+/// non-finite when moved there from q's mean (one batched call of `log_joint`).
+fn describe_nonfinite_log_joint<Q: VariationalFamily, M: LogJoint + ?Sized>(
+    q: &Q,
+    model: &M,
+    z: &Tensor,
+    log_joint: &Tensor,
+) -> Result<String> {
+    let lp = log_joint.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let Some(s) = lp.iter().position(|x| !x.is_finite()) else {
+        return Ok("the entropy of q is not finite (its scale overflowed or vanished)".into());
+    };
+    let zs: Vec<f64> = z.get(s)?.to_dtype(DType::F64)?.to_vec1()?;
+    let shown = format_vec(&zs);
+    let bad_z: Vec<usize> = (0..zs.len()).filter(|&i| !zs[i].is_finite()).collect();
+    if !bad_z.is_empty() {
+        return Ok(format!("draw {s} has non-finite coordinates {bad_z:?} (q's scale overflowed): z = {shown}"));
+    }
+    let mean = q.loc()?.detach();
+    let at_mean = evaluate(model, &mean.unsqueeze(0)?)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+    if !at_mean.is_finite() {
+        return Ok(format!("log p(x, z) = {} for draw {s} (z = {shown}), and also {at_mean} at q's mean", lp[s]));
+    }
+    // Row i: q's mean with coordinate i moved to the offending draw's value.
+    let d = zs.len();
+    let eye = Tensor::eye(d, z.dtype(), z.device())?;
+    let base = mean.unsqueeze(0)?.broadcast_as((d, d))?;
+    let moved = z.get(s)?.detach().unsqueeze(0)?.broadcast_as((d, d))?;
+    let probe = ((base * (1.0 - &eye)?)? + (moved * &eye)?)?;
+    let single = evaluate(model, &probe)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let culprits: Vec<String> =
+        (0..d).filter(|&i| !single[i].is_finite()).map(|i| format!("z[{i}] = {}", zs[i])).collect();
+    Ok(if culprits.is_empty() {
+        format!("log p(x, z) = {} for draw {s}, z = {shown}; no single coordinate alone makes it non-finite", lp[s])
+    } else {
+        format!("log p(x, z) = {} for draw {s}, caused by {} (z = {shown})", lp[s], culprits.join(", "))
+    })
+}
+
+/// Says which coordinates of a parameter's gradient are not finite.
+fn describe_nonfinite_grad(name: &str, g: &Tensor) -> Result<String> {
+    let g: Vec<f64> = g.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+    let bad: Vec<usize> = (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect();
+    Ok(format!("the gradient of `{name}` is not finite at flat indices {bad:?} (log p(x, z) was finite)"))
+}
+
+fn format_vec(v: &[f64]) -> String {
+    const SHOW: usize = 8;
+    let head: Vec<String> = v.iter().take(SHOW).map(|x| format!("{x:.4}")).collect();
+    let more = if v.len() > SHOW { format!(", … ({} more)", v.len() - SHOW) } else { String::new() };
+    format!("[{}{more}]", head.join(", "))
+}
