@@ -46,6 +46,7 @@ pub struct Fit<Q> {
     pub(crate) elbo: f64,
     pub(crate) elbo_se: f64,
     pub(crate) elbo_draws: usize,
+    pub(crate) elbo_nonfinite: usize,
     pub(crate) elapsed: Duration,
     pub(crate) seed: u64,
 }
@@ -90,6 +91,12 @@ impl<Q> Fit<Q> {
         self.elbo_se
     }
 
+    /// How many of the fresh draws behind [`Fit::elbo`] gave a non-finite log p (then the ELBO is
+    /// not finite either).
+    pub fn elbo_nonfinite_draws(&self) -> usize {
+        self.elbo_nonfinite
+    }
+
     /// The ELBO estimate of every step (NaN where a step was skipped).
     pub fn trace(&self) -> &[f64] {
         &self.trace
@@ -130,11 +137,15 @@ impl<Q> fmt::Display for Fit<Q> {
         let per_step = if self.iterations > 0 { secs * 1e6 / self.iterations as f64 } else { 0.0 };
         writeln!(f, "ADVI: {}, {estimator}, {optimizer}", self.family)?;
         writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
-        writeln!(
+        write!(
             f,
             "  ELBO       {:.4} ± {:.4} (Monte Carlo s.e., {} fresh draws)",
             self.elbo, self.elbo_se, self.elbo_draws
         )?;
+        if self.elbo_nonfinite > 0 {
+            write!(f, "; {} of them gave a non-finite log p", self.elbo_nonfinite)?;
+        }
+        writeln!(f)?;
         write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
     }
 }

@@ -55,7 +55,7 @@ pub use svi::{Advi, Step, SviState};
 /// Everything a typical program needs, with candle's `Tensor`, `Device` and `DType`.
 pub mod prelude {
     pub use crate::{
-        from_fn, Advi, Estimator, Family, Fit, FullRank, LogJoint, LrSchedule, MeanField, Optimizer, ScaleLink,
+        from_fn, Advi, Estimator, Family, Fit, FullRank, LogJoint, LrSchedule, MeanField, Optimizer, ScaleLink, Step,
         StopReason, VariationalFamily,
     };
     pub use candle_core::{DType, Device, Tensor};
