@@ -1,1 +1,38 @@
-fn main() {}
+//! ADVI steps on the peers' Bayesian logistic regression (N = 5000, D = 20, f64), with mimalloc,
+//! and the effect of candle's thread setting. `benches/logreg_glibc.rs` runs the same steps with
+//! the system allocator; `benches/compare_numpyro.sh` sets them beside NumPyro.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use elbo::prelude::*;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn steps(c: &mut Criterion) {
+    common::bench_logreg_steps(c, "logreg-mimalloc");
+}
+
+/// candle reads RAYON_NUM_THREADS at every CPU matmul; unset, it asks num_cpus each time.
+fn threads(c: &mut Criterion) {
+    let model = common::logreg();
+    let mut g = c.benchmark_group("logreg-threads");
+    for setting in ["1", "2", "unset"] {
+        let advi = Advi::new(FullRank).dtype(DType::F64).samples(10).steps(usize::MAX);
+        let mut state = advi.init(&model).unwrap(); // (sets RAYON_NUM_THREADS=1 if unset)
+        match setting {
+            "unset" => std::env::remove_var("RAYON_NUM_THREADS"),
+            n => std::env::set_var("RAYON_NUM_THREADS", n),
+        }
+        g.bench_function(format!("fullrank/S10/threads={setting}"), |b| {
+            b.iter(|| advi.step(&mut state, &model).unwrap())
+        });
+    }
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    g.finish();
+}
+
+criterion_group!(benches, steps, threads);
+criterion_main!(benches);

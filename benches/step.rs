@@ -1,1 +1,35 @@
-fn main() {}
+//! One ADVI step (f64, Adam) for D ∈ {10, 100, 1000} × S ∈ {1, 16} × {MeanField, FullRank} on an
+//! isotropic Gaussian target log p(z) = −½ ‖z‖², so the family's own cost dominates.
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use elbo::prelude::*;
+
+fn bench<F: Family>(
+    g: &mut BenchmarkGroup<criterion::measurement::WallTime>,
+    family: F,
+    name: &str,
+    d: usize,
+    s: usize,
+) {
+    let model = elbo::from_fn(d, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
+    let advi = Advi::new(family).dtype(DType::F64).samples(s).steps(usize::MAX);
+    let mut state = advi.init(&model).unwrap();
+    g.bench_function(format!("{name}/D{d}/S{s}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+}
+
+fn steps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("step");
+    for d in [10, 100, 1000] {
+        if d == 1000 {
+            g.sample_size(20);
+        }
+        for s in [1, 16] {
+            bench(&mut g, MeanField, "meanfield", d, s);
+            bench(&mut g, FullRank, "fullrank", d, s);
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);

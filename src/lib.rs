@@ -60,3 +60,8 @@ pub mod prelude {
     };
     pub use candle_core::{DType, Device, Tensor};
 }
+
+/// The README's code blocks, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -154,7 +154,7 @@ impl OptimizerState {
             Optimizer::Sgd { .. } => {
                 for var in &self.vars {
                     if let Some(g) = grads.get(var.as_tensor()) {
-                        var.set(&(var.as_tensor() - (g * lr)?)?)?;
+                        var.set(&(var.as_tensor() - (g.detach() * lr)?)?)?;
                     }
                 }
             }
@@ -166,8 +166,11 @@ impl OptimizerState {
                 let eps_hat = eps * c2.sqrt();
                 for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
                     let Some(g) = grads.get(var.as_tensor()) else { continue };
-                    *m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
-                    *v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    // Gradients carry graph history; the moments must not, or every step would
+                    // chain onto the last (a leak, and a stack overflow when the chain is dropped).
+                    let g = g.detach();
+                    *m = ((&*m * beta1)? + (&g * (1.0 - beta1))?)?.detach();
+                    *v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?.detach();
                     let denom = (v.sqrt()? + eps_hat)?;
                     let update = ((&*m * step_size)? / denom)?;
                     var.set(&(var.as_tensor() - update)?)?;
@@ -180,5 +183,39 @@ impl OptimizerState {
     /// The number of steps taken.
     pub fn steps_taken(&self) -> usize {
         self.t as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Adam on f(λ) = Σ (e^λ − c λ), minimised at λ = log c. Its gradient e^λ − c is built from a
+    /// var-derived node, so it carries graph history: the moments must not.
+    #[test]
+    fn adam_moments_are_detached_and_it_converges() {
+        let c = Tensor::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
+        let var = Var::zeros(2, DType::F64, &Device::Cpu).unwrap();
+        let mut opt = OptimizerState::new(Optimizer::adam(0.05), vec![var.clone()]).unwrap();
+        for _ in 0..2_000 {
+            let lam = var.as_tensor();
+            let loss = (lam.exp().unwrap() - (lam * &c).unwrap()).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(grads.get(lam).unwrap().track_op(), "the test needs a gradient with graph history");
+            opt.step(&grads, 0.05).unwrap();
+            assert!(opt.m.iter().chain(&opt.v).all(|t| !t.track_op()), "a moment tracks the graph");
+        }
+        let got = var.as_tensor().to_vec1::<f64>().unwrap();
+        assert!(got[0].abs() < 1e-3 && (got[1] - 2f64.ln()).abs() < 1e-3, "{got:?}");
+        assert_eq!(opt.steps_taken(), 2_000);
+    }
+
+    #[test]
+    fn exponential_schedule_runs_from_lr_to_final_lr() {
+        let s = LrSchedule::Exponential { final_lr: 1e-4 };
+        assert_eq!(s.lr_at(1e-2, 0, 101), 1e-2);
+        assert!((s.lr_at(1e-2, 50, 101) - 1e-3).abs() < 1e-15);
+        assert!((s.lr_at(1e-2, 100, 101) - 1e-4).abs() < 1e-17);
     }
 }

@@ -207,7 +207,7 @@ impl<F: Family> Advi<F> {
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             iteration: 0,
-            trace: Vec::with_capacity(self.steps),
+            trace: Vec::with_capacity(self.steps.min(1 << 16)),
             skipped: 0,
             consecutive_skipped: 0,
             elapsed: Duration::ZERO,

@@ -172,3 +172,13 @@ fn occasional_non_finite_steps_are_skipped_and_the_result_stays_finite() {
     assert!(mean.iter().all(|m| m.abs() < 0.3), "{mean:?}");
     assert_eq!(fit.trace().iter().filter(|x| x.is_nan()).count(), fit.skipped_steps());
 }
+
+#[test]
+fn an_unbounded_step_count_does_not_allocate_up_front() {
+    // usize::MAX steps is a legitimate "until I stop stepping" for manual control.
+    let advi = f64_advi(MeanField).steps(usize::MAX);
+    let model = quadratic(2);
+    let mut state = advi.init(&model).unwrap();
+    advi.step(&mut state, &model).unwrap();
+    assert_eq!(state.iteration(), 1);
+}
