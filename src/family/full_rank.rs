@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! L = diag(link(ω)) + M ⊙ T        T: strictly-lower-triangular mask of ones, M: free [D, D]
-//! z = μ + L ε,   Cov(z) = L Lᵀ,   H(q) = D/2 · (1 + log 2π) + Σᵢ log link(ωᵢ)
+//! z = μ + (M ⊙ T) ε + link(ω) ⊙ ε   (= μ + L ε, without assembling L)
+//! Cov(z) = L Lᵀ,   H(q) = D/2 · (1 + log 2π) + Σᵢ log link(ωᵢ)
 //! ```
 //!
 //! The entries of M above the diagonal never receive a gradient and stay at zero.
@@ -103,8 +104,13 @@ impl VariationalFamily for FullRankGaussian {
         vec![("loc", self.loc.clone()), ("raw_diag", self.raw_diag.clone()), ("off_diag", self.off_diag.clone())]
     }
 
+    /// z = μ + ε (M ⊙ T)ᵀ + ε ⊙ diag(L): L is never assembled, since placing its diagonal in a
+    /// [D, D] tensor goes through candle's slow broadcast path (most of a step at D = 1000).
     fn rsample(&self, eps: &Tensor) -> Result<Tensor> {
-        Ok(eps.matmul(&self.tril()?.t()?)?.broadcast_add(self.loc.as_tensor())?)
+        let lower = (self.off_diag.as_tensor() * &self.mask)?;
+        let diag = self.link.forward(self.raw_diag.as_tensor())?;
+        let z = (eps.matmul(&lower.t()?)? + eps.broadcast_mul(&diag)?)?;
+        Ok(z.broadcast_add(self.loc.as_tensor())?)
     }
 
     fn entropy(&self) -> Result<Tensor> {
