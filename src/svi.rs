@@ -196,9 +196,17 @@ impl<F: Family> Advi<F> {
         self.init_from(q, model)
     }
 
-    /// Validates and makes the initial state from a given q (a warm start).
+    /// Validates and makes the initial state from a given q (a warm start); q must have the
+    /// fit's dtype and device.
     pub fn init_from<M: LogJoint + ?Sized>(&self, q: F::Q, model: &M) -> Result<SviState<F::Q>> {
         self.validate()?;
+        if q.dtype() != self.dtype || !q.device().same_device(&self.device) {
+            return Err(Error::config(
+                "init_from",
+                format!("a {} in {:?} on {:?}", q.name(), q.dtype(), q.device().location()),
+                format!("q must match the fit's dtype {:?} and device {:?}", self.dtype, self.device.location()),
+            ));
+        }
         validate_model(&q, model, self.samples)?;
         runtime::default_threads();
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
@@ -254,9 +262,17 @@ impl<F: Family> Advi<F> {
             return Ok(Step::Skipped { detail });
         }
         let grads = est.elbo.neg()?.backward()?;
-        for (name, var) in q.params() {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                if !scalar(&g.abs()?.sum_all()?)?.is_finite() {
+        let params = q.params();
+        let present: Vec<(&str, &Tensor)> =
+            params.iter().filter_map(|(name, v)| grads.get(v.as_tensor()).map(|g| (*name, g))).collect();
+        // One host read for all gradients: Σ |g| is finite iff every entry is.
+        let mut total = Tensor::zeros((), DType::F64, &self.device)?;
+        for (_, g) in &present {
+            total = (total + g.abs()?.sum_all()?.to_dtype(DType::F64)?)?;
+        }
+        if !scalar(&total)?.is_finite() {
+            for (name, g) in &present {
+                if !all_finite(g)? {
                     return Ok(Step::Skipped { detail: describe_nonfinite_grad(name, g)? });
                 }
             }
@@ -278,7 +294,7 @@ impl<F: Family> Advi<F> {
     fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
         let q = &state.q;
         for (name, var) in q.params() {
-            if !scalar(&var.as_tensor().abs()?.sum_all()?)?.is_finite() {
+            if !all_finite(var.as_tensor())? {
                 return Err(Error::NonFinite {
                     iteration: state.iteration,
                     consecutive: state.consecutive_skipped,
@@ -462,6 +478,10 @@ fn describe_nonfinite_log_joint<Q: VariationalFamily, M: LogJoint + ?Sized>(
     } else {
         format!("log p(x, z) = {} for draw {s}, caused by {} (z = {shown})", lp[s], culprits.join(", "))
     })
+}
+
+fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(scalar(&t.abs()?.sum_all()?)?.is_finite())
 }
 
 /// Says which coordinates of a parameter's gradient are not finite.

@@ -182,3 +182,19 @@ fn an_unbounded_step_count_does_not_allocate_up_front() {
     advi.step(&mut state, &model).unwrap();
     assert_eq!(state.iteration(), 1);
 }
+
+#[test]
+fn a_warm_start_in_another_dtype() {
+    let q = MeanFieldGaussian::new(&[0.0; 2], &[1.0; 2], ScaleLink::Log, DType::F32, &Device::Cpu).unwrap();
+    let (e, m) = message(f64_advi(MeanField).init_from(q, &quadratic(2)));
+    assert!(matches!(e, Error::InvalidConfig { name: "init_from", .. }), "{e:?}");
+    assert!(m.contains("F32") && m.contains("F64"), "{m}");
+}
+
+#[test]
+fn a_model_that_ignores_z_still_fits() {
+    // log p constant: loc gets no gradient at all; the fit must neither panic nor fail.
+    let flat = elbo::from_fn(2, |z: &Tensor| Ok((z.sum(1)? * 0.0)?.detach()));
+    let fit = f64_advi(FullRank).fit(&flat).unwrap();
+    assert_eq!(fit.iterations(), 50);
+}
