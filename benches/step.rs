@@ -4,6 +4,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use elbo::prelude::*;
 
+// glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
+// benches/README.md), mimalloc is not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench<F: Family>(
     g: &mut BenchmarkGroup<criterion::measurement::WallTime>,
     family: F,

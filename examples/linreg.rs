@@ -16,6 +16,11 @@ use elbo::fit::to_f64_vec;
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
 
+// glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
+// benches/README.md), mimalloc is not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum FamilyArg {
     Meanfield,
