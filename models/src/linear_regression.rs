@@ -16,6 +16,26 @@ use crate::data::{check_design, check_sd};
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// y ~ N(X w, σ² I) with w ~ N(0, τ² I); the latent vector z is w (length D).
+///
+/// ```
+/// use elbo::prelude::*;
+/// use elbo_models::LinearRegression;
+///
+/// let (model, true_w) = LinearRegression::simulate(100, 3, 7)?; // F64 on the CPU
+/// let exact = model.exact_posterior()?;
+/// let fit = Advi::new(FullRank).dtype(DType::F64).samples(8).steps(3_000)
+///     .lr_schedule(LrSchedule::Exponential { final_lr: 1e-4 }).fit(&model)?;
+/// let mean = fit.mean()?.to_vec1::<f64>()?;
+/// for i in 0..3 {
+///     let sd = exact.cov[i * 3 + i].sqrt();
+///     assert!((mean[i] - exact.mean[i]).abs() < 0.1 * sd);
+/// }
+/// // log p(y) − ELBO = KL(q ‖ posterior) ≥ 0, and small at the optimum
+/// assert!(exact.log_evidence - fit.elbo() > -3.0 * fit.elbo_se());
+/// assert!(exact.log_evidence - fit.elbo() < 0.05);
+/// # let _ = true_w;
+/// # Ok::<(), elbo::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LinearRegression {
     x_t: Tensor,

@@ -16,6 +16,22 @@ use crate::data::check_design;
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// y_i ~ Bernoulli(logit = x_iᵀ w + b) with standard normal priors on w and b.
+///
+/// ```
+/// use elbo::prelude::*;
+/// use elbo_models::LogisticRegression;
+///
+/// // one data point x = 0, y = 1: log p = log σ(b) + log N(w; 0, 1) + log N(b; 0, 1)
+/// let x = Tensor::new(&[[0.0f64]], &Device::Cpu)?;
+/// let y = Tensor::new(&[1.0f64], &Device::Cpu)?;
+/// let model = LogisticRegression::new(&x, &y)?;
+/// assert_eq!(model.dim(), 2); // w and b
+/// let z = Tensor::new(&[[0.0f64, 0.0]], &Device::Cpu)?;
+/// let lp = model.log_joint(&z)?.to_vec1::<f64>()?[0];
+/// let want = (0.5f64).ln() - (2.0 * std::f64::consts::PI).ln();
+/// assert!((lp - want).abs() < 1e-12);
+/// # Ok::<(), elbo::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LogisticRegression {
     x_t: Tensor,
