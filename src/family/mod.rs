@@ -122,7 +122,7 @@ pub(crate) fn check_loc(loc: &[f64]) -> Result<()> {
     }
 }
 
-/// A 1-D parameter tensor of `dtype` on `device` from host values.
+/// A parameter of `shape`, `dtype` and `device` from host values (row-major).
 pub(crate) fn var_from(values: &[f64], shape: &[usize], dtype: DType, device: &Device) -> Result<Var> {
     let t = Tensor::from_slice(values, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
     Ok(Var::from_tensor(&t)?)
