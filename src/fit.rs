@@ -1,5 +1,6 @@
 //! The report of a fit: why and when it stopped, the ELBO trace, the final ELBO with its Monte
-//! Carlo standard error, wall time, and the fitted q with its mean, covariance and draws.
+//! Carlo standard error, PSIS diagnostics (k̂, log-evidence estimate), wall time, and the fitted q
+//! with its mean, covariance and draws.
 //!
 //! ```text
 //! ELBO ≈ 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)],   zᵢ ~ q fresh,   s.e. = sd(log p − log q) / √n
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Tensor};
 
+use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
 use crate::noise::{Noise, Stream};
 use crate::objective::Estimator;
@@ -47,6 +49,7 @@ pub struct Fit<Q> {
     pub(crate) elbo_se: f64,
     pub(crate) elbo_draws: usize,
     pub(crate) elbo_nonfinite: usize,
+    pub(crate) diagnostics: Option<Diagnostics>,
     pub(crate) elapsed: Duration,
     pub(crate) seed: u64,
 }
@@ -95,6 +98,16 @@ impl<Q> Fit<Q> {
     /// not finite either).
     pub fn elbo_nonfinite_draws(&self) -> usize {
         self.elbo_nonfinite
+    }
+
+    /// PSIS diagnostics on the final draws (none if turned off with `.diagnostics(false)`).
+    pub fn diagnostics(&self) -> Option<&Diagnostics> {
+        self.diagnostics.as_ref()
+    }
+
+    /// The Pareto k̂ of the importance ratios p(x, z) / q(z) (NaN if diagnostics were off).
+    pub fn k_hat(&self) -> f64 {
+        self.diagnostics.as_ref().map_or(f64::NAN, |d| d.k_hat)
     }
 
     /// The ELBO estimate of every step (NaN where a step was skipped).
@@ -146,6 +159,14 @@ impl<Q> fmt::Display for Fit<Q> {
             write!(f, "; {} of them gave a non-finite log p", self.elbo_nonfinite)?;
         }
         writeln!(f)?;
+        if let Some(d) = &self.diagnostics {
+            writeln!(f, "  k̂          {:.2}: {}", d.k_hat, d.verdict())?;
+            writeln!(
+                f,
+                "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
+                d.log_evidence, d.log_evidence_se
+            )?;
+        }
         write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
     }
 }

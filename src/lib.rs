@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod diagnose;
 pub mod error;
 pub mod family;
 pub mod fit;

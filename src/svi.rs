@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
 use crate::fit::{Fit, StopReason};
 use crate::model::LogJoint;
@@ -62,13 +63,14 @@ pub struct Advi<F: Family> {
     link: ScaleLink,
     elbo_draws: usize,
     max_consecutive_nonfinite: usize,
+    diagnostics: bool,
 }
 
 impl<F: Family> Advi<F> {
     /// Settings for fitting `family` with the defaults: 1 draw per step, 5,000 steps, seed 0,
     /// Adam with η = 0.01 and a constant rate, the entropy estimator, F32 on the CPU, initial
-    /// location 0 and scale 0.1 with a log link, 1,000 fresh draws for the final ELBO, and failure
-    /// after 20 non-finite steps in a row.
+    /// location 0 and scale 0.1 with a log link, 1,000 fresh draws for the final ELBO and the PSIS
+    /// diagnostics, and failure after 20 non-finite steps in a row.
     pub fn new(family: F) -> Self {
         Advi {
             family,
@@ -85,6 +87,7 @@ impl<F: Family> Advi<F> {
             link: ScaleLink::Log,
             elbo_draws: 1_000,
             max_consecutive_nonfinite: 20,
+            diagnostics: true,
         }
     }
 
@@ -164,6 +167,13 @@ impl<F: Family> Advi<F> {
     /// The number of fresh draws for the final ELBO estimate and its standard error (≥ 2).
     pub fn elbo_draws(mut self, draws: usize) -> Self {
         self.elbo_draws = draws;
+        self
+    }
+
+    /// Whether the fit ends with PSIS diagnostics (k̂, log-evidence estimate) on the ELBO's fresh
+    /// draws; default on. They cost one sort of the draws.
+    pub fn diagnostics(mut self, on: bool) -> Self {
+        self.diagnostics = on;
         self
     }
 
@@ -302,8 +312,10 @@ impl<F: Family> Advi<F> {
                 });
             }
         }
-        let (elbo, elbo_se, elbo_nonfinite) =
-            estimate_elbo(q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
+        let ratios = log_ratios(q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
+        let (elbo, elbo_se) = mean_se(&ratios);
+        let elbo_nonfinite = ratios.iter().filter(|x| !x.is_finite()).count();
+        let diagnostics = self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios));
         let family = q.name();
         Ok(Fit {
             q: state.q,
@@ -318,6 +330,7 @@ impl<F: Family> Advi<F> {
             elbo_se,
             elbo_draws: self.elbo_draws,
             elbo_nonfinite,
+            diagnostics,
             elapsed: state.elapsed,
             seed: self.seed,
         })
@@ -409,16 +422,15 @@ fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, 
     Ok(())
 }
 
-/// The final ELBO, mean of log p(x, z) − log q(z) over `draws` fresh draws, with its Monte Carlo
-/// standard error and the number of draws whose log p was not finite.
-fn estimate_elbo<Q: VariationalFamily, M: LogJoint + ?Sized>(
+/// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).
+fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
     q: &Q,
     model: &M,
     draws: usize,
     seed: u64,
     dtype: DType,
     device: &Device,
-) -> Result<(f64, f64, usize)> {
+) -> Result<Vec<f64>> {
     const CHUNK: usize = 256;
     let mut noise = Noise::new(seed, Stream::Evaluate);
     let mut w = Vec::with_capacity(draws);
@@ -429,11 +441,15 @@ fn estimate_elbo<Q: VariationalFamily, M: LogJoint + ?Sized>(
         let log_w = (evaluate(model, &z)? - q.log_prob_of_noise(&eps)?)?;
         w.extend(log_w.to_dtype(DType::F64)?.to_vec1::<f64>()?);
     }
-    let n = w.len() as f64;
-    let mean = w.iter().sum::<f64>() / n;
-    let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    let nonfinite = w.iter().filter(|x| !x.is_finite()).count();
-    Ok((mean, (var / n).sqrt(), nonfinite))
+    Ok(w)
+}
+
+/// Mean and Monte Carlo standard error.
+fn mean_se(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
 }
 
 /// A scalar tensor's value as f64.

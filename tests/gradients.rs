@@ -12,10 +12,10 @@
 mod common;
 
 use candle_core::Var;
-use common::host;
+use common::{gaussian_target, host};
 use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;
-use elbo::{linalg, FullRankGaussian, MeanFieldGaussian};
+use elbo::{FullRankGaussian, MeanFieldGaussian};
 use elbo_models::LogisticRegression;
 use rand::{Rng, SeedableRng};
 
@@ -120,19 +120,6 @@ fn full_rank_gradients_match_finite_differences() {
             check_against_finite_differences(&full_rank(link), &full_rank(link), &model, est);
         }
     }
-}
-
-/// log N(z; m, Σ) for Σ = L Lᵀ, as a model.
-fn gaussian_target(m: Vec<f64>, l: &[f64]) -> impl LogJoint {
-    let d = m.len();
-    let cov: Vec<f64> = (0..d * d).map(|k| (0..d).map(|j| l[(k / d) * d + j] * l[(k % d) * d + j]).sum()).collect();
-    let precision = Tensor::from_vec(linalg::spd_inverse(&cov, d).unwrap(), (d, d), &Device::Cpu).unwrap();
-    let log_norm = -0.5 * linalg::spd_log_det(&cov, d).unwrap() - d as f64 * 0.5 * (2.0 * std::f64::consts::PI).ln();
-    let m = Tensor::from_vec(m, d, &Device::Cpu).unwrap();
-    elbo::from_fn(d, move |z: &Tensor| {
-        let diff = z.broadcast_sub(&m)?;
-        ((diff.matmul(&precision)? * &diff)?.sum(1)? * -0.5)? + log_norm
-    })
 }
 
 fn max_abs_grad<Q: VariationalFamily, M: LogJoint>(q: &Q, model: &M, est: Estimator) -> f64 {

@@ -26,3 +26,17 @@ pub fn kl_gaussians(m1: &[f64], s1: &[f64], m2: &[f64], s2: &[f64], prec2: &[f64
     let ld2 = elbo::linalg::spd_log_det(s2, d).unwrap();
     0.5 * (trace + quad - d as f64 + ld2 - ld1)
 }
+
+/// log N(z; m, Σ) for Σ = L Lᵀ (L row-major, lower triangular), as an f64 model on the CPU.
+pub fn gaussian_target(m: Vec<f64>, l: &[f64]) -> impl LogJoint {
+    let d = m.len();
+    let cov: Vec<f64> = (0..d * d).map(|k| (0..d).map(|j| l[(k / d) * d + j] * l[(k % d) * d + j]).sum()).collect();
+    let precision = Tensor::from_vec(elbo::linalg::spd_inverse(&cov, d).unwrap(), (d, d), &Device::Cpu).unwrap();
+    let log_norm =
+        -0.5 * elbo::linalg::spd_log_det(&cov, d).unwrap() - d as f64 * 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let m = Tensor::from_vec(m, d, &Device::Cpu).unwrap();
+    elbo::from_fn(d, move |z: &Tensor| {
+        let diff = z.broadcast_sub(&m)?;
+        ((diff.matmul(&precision)? * &diff)?.sum(1)? * -0.5)? + log_norm
+    })
+}
