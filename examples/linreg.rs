@@ -93,7 +93,10 @@ fn settings<F: Family>(family: F, args: &Args) -> Advi<F> {
         .seed(args.seed)
 }
 
-fn summarise<Q: VariationalFamily>(fit: Fit<Q>) -> elbo::Result<(String, Vec<f64>, Vec<f64>, f64, f64)> {
+/// The printed report, mean, covariance (row-major), ELBO and its standard error.
+type Summary = (String, Vec<f64>, Vec<f64>, f64, f64);
+
+fn summarise<Q: VariationalFamily>(fit: Fit<Q>) -> elbo::Result<Summary> {
     let mean = to_f64_vec(&fit.mean()?)?;
     let cov = to_f64_vec(&fit.covariance()?)?;
     Ok((fit.to_string(), mean, cov, fit.elbo(), fit.elbo_se()))

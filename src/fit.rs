@@ -60,23 +60,23 @@ impl<Q: VariationalFamily> Fit<Q> {
         &self.q
     }
 
-    /// The mean of q, [D].
+    /// The mean of q, `[D]`.
     pub fn mean(&self) -> Result<Tensor> {
         self.q.loc()
     }
 
-    /// The covariance of q, [D, D].
+    /// The covariance of q, `[D, D]`.
     pub fn covariance(&self) -> Result<Tensor> {
         self.q.covariance()
     }
 
-    /// `n` draws from q, [n, D]. They come from the fit's seed, so the same fit gives the same
+    /// `n` draws from q, `[n, D]`. They come from the fit's seed, so the same fit gives the same
     /// draws; use [`Fit::sample_seeded`] for other ones.
     pub fn sample(&self, n: usize) -> Result<Tensor> {
         self.sample_seeded(n, self.seed)
     }
 
-    /// `n` draws from q from the given seed, [n, D].
+    /// `n` draws from q from the given seed, `[n, D]`.
     pub fn sample_seeded(&self, n: usize, seed: u64) -> Result<Tensor> {
         let eps = Noise::new(seed, Stream::Draws).standard_normal(n, self.q.dim(), self.q.dtype(), &self.q.device())?;
         Ok(self.q.rsample(&eps)?.detach())

@@ -26,7 +26,7 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>> {
                 s -= l[i * n + k] * l[j * n + k];
             }
             if i == j {
-                if !(s > 0.0) || !s.is_finite() {
+                if !(s.is_finite() && s > 0.0) {
                     return Err(Error::config(
                         "matrix",
                         format!("pivot {i} = {s}"),

@@ -32,7 +32,7 @@ pub trait LogJoint {
     /// D, the length of the latent vector z.
     fn dim(&self) -> usize;
 
-    /// log p(x, z) for each of the S rows of `z` ([S, D] → [S]). It must be differentiable in `z`
+    /// log p(x, z) for each of the S rows of `z` (`[S, D]` → `[S]`). It must be differentiable in `z`
     /// with candle's autodiff, and keep the normalising constants if ELBO values are to be compared
     /// with log-evidence values.
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor>;
@@ -63,7 +63,7 @@ pub struct FnModel<F> {
     f: F,
 }
 
-/// Turns a closure `|z: &Tensor| -> candle_core::Result<Tensor>` ([S, dim] → [S]) into a model, so
+/// Turns a closure `|z: &Tensor| -> candle_core::Result<Tensor>` (`[S, dim]` → `[S]`) into a model, so
 /// a one-line model needs no struct.
 ///
 /// ```

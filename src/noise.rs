@@ -40,7 +40,7 @@ impl Noise {
         Noise { rng }
     }
 
-    /// ε ~ N(0, I) of shape [rows, cols], in `dtype` (F32 or F64) on `device`.
+    /// ε ~ N(0, I) of shape `[rows, cols]`, in `dtype` (F32 or F64) on `device`.
     pub fn standard_normal(&mut self, rows: usize, cols: usize, dtype: DType, device: &Device) -> Result<Tensor> {
         let n = rows * cols;
         let draws = (0..n).map(|_| self.rng.sample::<f64, _>(StandardNormal));

@@ -30,14 +30,14 @@ pub enum Estimator {
 pub struct ElboEstimate {
     /// The estimate, a scalar differentiable in the family's parameters.
     pub elbo: Tensor,
-    /// log p(x, z_s) for each draw, [S].
+    /// log p(x, z_s) for each draw, `[S]`.
     pub log_joint: Tensor,
-    /// The draws z_s, [S, D].
+    /// The draws z_s, `[S, D]`.
     pub z: Tensor,
 }
 
 impl Estimator {
-    /// The ELBO estimate from the noise `eps` ([S, D]) with every parameter of `q` differentiable.
+    /// The ELBO estimate from the noise `eps` (`[S, D]`) with every parameter of `q` differentiable.
     pub fn estimate<Q, M>(self, q: &Q, model: &M, eps: &Tensor) -> Result<ElboEstimate>
     where
         Q: VariationalFamily + ?Sized,
@@ -53,7 +53,7 @@ impl Estimator {
     }
 }
 
-/// Calls `log_joint` on `z` ([S, D]) and checks its contract: shape [S] and the dtype of `z`.
+/// Calls `log_joint` on `z` (`[S, D]`) and checks its contract: shape `[S]` and the dtype of `z`.
 pub fn evaluate<M: LogJoint + ?Sized>(model: &M, z: &Tensor) -> Result<Tensor> {
     let (s, d) = z.dims2()?;
     let out = model.log_joint(z).map_err(|e| Error::ModelOutput {

@@ -124,7 +124,7 @@ fn full_rank_gradients_match_finite_differences() {
 
 fn max_abs_grad<Q: VariationalFamily, M: LogJoint>(q: &Q, model: &M, est: Estimator) -> f64 {
     let grads = est.estimate(q, model, &noise(3)).unwrap().elbo.backward().unwrap();
-    q.params().iter().map(|(_, v)| host(grads.get(v.as_tensor()).unwrap())).flatten().fold(0f64, |m, g| m.max(g.abs()))
+    q.params().iter().flat_map(|(_, v)| host(grads.get(v.as_tensor()).unwrap())).fold(0f64, |m, g| m.max(g.abs()))
 }
 
 /// With the target equal to q, STL's gradient vanishes for every draw; the entropy form's does not.

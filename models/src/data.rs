@@ -1,9 +1,9 @@
-//! Checks shared by the models' constructors: a design matrix X [N, D] and a response y [N].
+//! Checks shared by the models' constructors: a design matrix X `[N, D]` and a response y `[N]`.
 
 use candle_core::Tensor;
 use elbo::{Error, Result};
 
-/// Checks that `x` is [N, D] and `y` is [N] with N, D ≥ 1, both of one float dtype; returns (N, D).
+/// Checks that `x` is `[N, D]` and `y` is `[N]` with N, D ≥ 1, both of one float dtype; returns (N, D).
 pub(crate) fn check_design(model: &str, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
     let (n, d) = x.dims2().map_err(|_| Error::ModelOutput {
         problem: format!("{model}: the design matrix X must be 2-D [N, D]; it has shape {:?}", x.dims()),

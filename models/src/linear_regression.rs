@@ -58,7 +58,7 @@ pub struct ExactPosterior {
 }
 
 impl LinearRegression {
-    /// The model for design `x` [N, D] and response `y` [N] (one float dtype, one device).
+    /// The model for design `x` `[N, D]` and response `y` `[N]` (one float dtype, one device).
     pub fn new(x: &Tensor, y: &Tensor, prior_sd: f64, noise_sd: f64) -> Result<Self> {
         check_design("LinearRegression", x, y)?;
         check_sd("prior_sd", prior_sd)?;
@@ -66,7 +66,7 @@ impl LinearRegression {
         Ok(LinearRegression { x_t: x.t()?.contiguous()?, y: y.clone(), prior_sd, noise_sd })
     }
 
-    /// Simulated data: X ~ N(0, 1) [n, d], true w ~ N(0, 1), y = X w + σ ε, with τ = 10, σ = 1,
+    /// Simulated data: X ~ N(0, 1) `[n, d]`, true w ~ N(0, 1), y = X w + σ ε, with τ = 10, σ = 1,
     /// in F64 on the CPU. Returns the model and the true w.
     pub fn simulate(n: usize, d: usize, seed: u64) -> Result<(Self, Vec<f64>)> {
         let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);

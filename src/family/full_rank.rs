@@ -105,7 +105,7 @@ impl VariationalFamily for FullRankGaussian {
     }
 
     /// z = μ + ε (M ⊙ T)ᵀ + ε ⊙ diag(L): L is never assembled, since placing its diagonal in a
-    /// [D, D] tensor goes through candle's slow broadcast path (most of a step at D = 1000).
+    /// `[D, D]` tensor goes through candle's slow broadcast path (most of a step at D = 1000).
     fn rsample(&self, eps: &Tensor) -> Result<Tensor> {
         let lower = (self.off_diag.as_tensor() * &self.mask)?;
         let diag = self.link.forward(self.raw_diag.as_tensor())?;

@@ -50,7 +50,7 @@ impl MeanFieldGaussian {
         })
     }
 
-    /// σ, the standard deviations, [D].
+    /// σ, the standard deviations, `[D]`.
     pub fn scale(&self) -> Result<Tensor> {
         self.link.forward(self.raw_scale.as_tensor())
     }

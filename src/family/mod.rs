@@ -37,29 +37,29 @@ pub trait VariationalFamily {
     /// The parameters λ, named, in a fixed order.
     fn params(&self) -> Vec<(&'static str, Var)>;
 
-    /// z = μ + L ε for each row of `eps` ([S, D] → [S, D]), differentiable in λ.
+    /// z = μ + L ε for each row of `eps` (`[S, D]` → `[S, D]`), differentiable in λ.
     fn rsample(&self, eps: &Tensor) -> Result<Tensor>;
 
     /// The entropy H(q) in closed form, a scalar differentiable in λ.
     fn entropy(&self) -> Result<Tensor>;
 
-    /// log q(z; λ) for each row of `z` ([S, D] → [S]) with λ held fixed: gradients reach `z` but
+    /// log q(z; λ) for each row of `z` (`[S, D]` → `[S]`) with λ held fixed: gradients reach `z` but
     /// never λ (this is the stop-gradient that sticking-the-landing needs).
     fn log_prob(&self, z: &Tensor) -> Result<Tensor>;
 
-    /// The mean μ, [D].
+    /// The mean μ, `[D]`.
     fn loc(&self) -> Result<Tensor>;
 
-    /// The lower-triangular scale L, [D, D].
+    /// The lower-triangular scale L, `[D, D]`.
     fn scale_tril(&self) -> Result<Tensor>;
 
-    /// The covariance L Lᵀ, [D, D].
+    /// The covariance L Lᵀ, `[D, D]`.
     fn covariance(&self) -> Result<Tensor> {
         let l = self.scale_tril()?;
         Ok(l.matmul(&l.t()?)?)
     }
 
-    /// log q(μ + L ε) for each row of `eps`, [S], without a solve:
+    /// log q(μ + L ε) for each row of `eps`, `[S]`, without a solve:
     /// `−½ ‖ε‖² + D/2 − H(q)`, valid for every location–scale family z = μ + L ε.
     fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
         let half_sq = (eps.sqr()?.sum(D::Minus1)? * -0.5)?;
