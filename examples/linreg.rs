@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use elbo::fit::to_f64_vec;
+use elbo::linalg::to_f64_vec;
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
@@ -169,9 +169,4 @@ impl<Q> fmt::Display for Fit<Q> {
         }
         write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
     }
-}
-
-/// Host values of a 1-D or 2-D tensor as `f64`, row-major, for reports and tests.
-pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }

@@ -11,7 +11,14 @@
 //!
 //! Matrices are `&[f64]` of length n·n in row-major order.
 
+use candle_core::{DType, Tensor};
+
 use crate::{Error, Result};
+
+/// A tensor's values on the host as `f64`, row-major (any shape, any float dtype, any device).
+pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}
 
 /// The Cholesky factor L (lower triangular) of a symmetric positive-definite n×n matrix.
 ///

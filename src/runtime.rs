@@ -1,10 +1,11 @@
 //! Process settings that candle 0.11 needs for speed on VI-sized problems.
 //!
 //! candle asks `num_cpus` for the core count on every CPU matmul when `RAYON_NUM_THREADS` is unset
-//! (about 40 µs each; `benches/README.md` measures the effect), and splits large element-wise ops over a spin-wait
-//! thread pool that is erratic on shared machines. For VI, where a step is a few small matmuls, one
-//! thread is fastest. The first fit therefore sets `RAYON_NUM_THREADS=1` unless the user has set
-//! it; set it yourself (e.g. `RAYON_NUM_THREADS=4`) for models with large matrix products.
+//! (about 40 µs each, `../shared/CANDLE_NOTES.md` §7), and splits large element-wise ops over a
+//! spin-wait thread pool that is erratic on shared machines. For VI, where a step is a few small
+//! matmuls, one thread is fastest (1.2× over unset on a whole step, `benches/README.md`). The first
+//! fit therefore sets `RAYON_NUM_THREADS=1` unless the user has set it; set it yourself (e.g.
+//! `RAYON_NUM_THREADS=4`) for models with large matrix products.
 //!
 //! The allocator is a binary's choice, not a library's: glibc's malloc is bimodal on candle's per-op
 //! tensors (some runs 2× slower, `benches/README.md`), so the examples and benches install mimalloc

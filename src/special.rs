@@ -13,6 +13,9 @@
 
 use candle_core::{Result, Tensor};
 
+/// ½ log 2π, the normalising constant of a standard normal density per dimension.
+pub const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
 /// softplus(x) = log(1 + eˣ), computed stably: max(x, 0) + log(1 + e^(−|x|)).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;

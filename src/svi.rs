@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
 use crate::fit::{Fit, StopReason};
+use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
@@ -439,7 +440,7 @@ fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
         let eps = noise.standard_normal(n, q.dim(), dtype, device)?;
         let z = q.rsample(&eps)?.detach();
         let log_w = (evaluate(model, &z)? - q.log_prob_of_noise(&eps)?)?;
-        w.extend(log_w.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        w.extend(to_f64_vec(&log_w)?);
     }
     Ok(w)
 }
@@ -465,18 +466,18 @@ fn describe_nonfinite_log_joint<Q: VariationalFamily, M: LogJoint + ?Sized>(
     z: &Tensor,
     log_joint: &Tensor,
 ) -> Result<String> {
-    let lp = log_joint.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let lp = to_f64_vec(log_joint)?;
     let Some(s) = lp.iter().position(|x| !x.is_finite()) else {
         return Ok("the entropy of q is not finite (its scale overflowed or vanished)".into());
     };
-    let zs: Vec<f64> = z.get(s)?.to_dtype(DType::F64)?.to_vec1()?;
+    let zs = to_f64_vec(&z.get(s)?)?;
     let shown = format_vec(&zs);
     let bad_z: Vec<usize> = (0..zs.len()).filter(|&i| !zs[i].is_finite()).collect();
     if !bad_z.is_empty() {
         return Ok(format!("draw {s} has non-finite coordinates {bad_z:?} (q's scale overflowed): z = {shown}"));
     }
     let mean = q.loc()?.detach();
-    let at_mean = evaluate(model, &mean.unsqueeze(0)?)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+    let at_mean = to_f64_vec(&evaluate(model, &mean.unsqueeze(0)?)?)?[0];
     if !at_mean.is_finite() {
         return Ok(format!("log p(x, z) = {} for draw {s} (z = {shown}), and also {at_mean} at q's mean", lp[s]));
     }
@@ -486,7 +487,7 @@ fn describe_nonfinite_log_joint<Q: VariationalFamily, M: LogJoint + ?Sized>(
     let base = mean.unsqueeze(0)?.broadcast_as((d, d))?;
     let moved = z.get(s)?.detach().unsqueeze(0)?.broadcast_as((d, d))?;
     let probe = ((base * (1.0 - &eye)?)? + (moved * &eye)?)?;
-    let single = evaluate(model, &probe)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let single = to_f64_vec(&evaluate(model, &probe)?)?;
     let culprits: Vec<String> =
         (0..d).filter(|&i| !single[i].is_finite()).map(|i| format!("z[{i}] = {}", zs[i])).collect();
     Ok(if culprits.is_empty() {
@@ -502,7 +503,7 @@ fn all_finite(t: &Tensor) -> Result<bool> {
 
 /// Says which coordinates of a parameter's gradient are not finite.
 fn describe_nonfinite_grad(name: &str, g: &Tensor) -> Result<String> {
-    let g: Vec<f64> = g.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+    let g = to_f64_vec(g)?;
     let bad: Vec<usize> = (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect();
     Ok(format!("the gradient of `{name}` is not finite at flat indices {bad:?} (log p(x, z) was finite)"))
 }

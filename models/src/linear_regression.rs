@@ -7,13 +7,13 @@
 //! ```
 
 use candle_core::{DType, Device, Tensor, D};
-use elbo::{linalg, LogJoint, Result};
+use elbo::linalg::{self, to_f64_vec};
+use elbo::special::HALF_LN_2PI;
+use elbo::{LogJoint, Result};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::data::{check_design, check_sd};
-
-const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// y ~ N(X w, σ² I) with w ~ N(0, τ² I); the latent vector z is w (length D).
 ///
@@ -91,8 +91,8 @@ impl LinearRegression {
     /// The exact posterior and log evidence, computed on the host in f64.
     pub fn exact_posterior(&self) -> Result<ExactPosterior> {
         let (d, n) = self.x_t.dims2()?;
-        let xt: Vec<f64> = self.x_t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        let y: Vec<f64> = self.y.to_dtype(DType::F64)?.to_vec1()?;
+        let xt = to_f64_vec(&self.x_t)?;
+        let y = to_f64_vec(&self.y)?;
         let (s2, t2) = (self.noise_sd.powi(2), self.prior_sd.powi(2));
         let mut precision = vec![0.0; d * d];
         for a in 0..d {
@@ -106,7 +106,7 @@ impl LinearRegression {
         let mean: Vec<f64> = (0..d).map(|a| (0..d).map(|b| cov[a * d + b] * xty[b]).sum()).collect();
         let m =
             Tensor::from_slice(&mean, (1, d), &Device::Cpu)?.to_dtype(self.y.dtype())?.to_device(self.y.device())?;
-        let log_joint_at_mean = self.log_joint(&m)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+        let log_joint_at_mean = to_f64_vec(&self.log_joint(&m)?)?[0];
         let log_evidence = log_joint_at_mean + d as f64 * HALF_LN_2PI - 0.5 * linalg::spd_log_det(&precision, d)?;
         Ok(ExactPosterior { mean, cov, precision, log_evidence })
     }

@@ -8,12 +8,10 @@
 //! The latent vector is z = (w_1, …, w_D, b), length D + 1.
 
 use candle_core::{Tensor, D};
-use elbo::special::softplus;
+use elbo::special::{softplus, HALF_LN_2PI};
 use elbo::{LogJoint, Result};
 
 use crate::data::check_design;
-
-const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// y_i ~ Bernoulli(logit = x_iᵀ w + b) with standard normal priors on w and b.
 ///

@@ -11,7 +11,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use super::{check_loc, raw_scales, var_from, Family, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
-use crate::{linalg, Error, Result};
+use crate::linalg::{self, to_f64_vec as to_host};
+use crate::{Error, Result};
 
 /// The full-rank Gaussian family (dense covariance); makes a [`FullRankGaussian`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -159,9 +160,4 @@ impl VariationalFamily for FullRankGaussian {
     fn device(&self) -> Device {
         self.loc.device().clone()
     }
-}
-
-/// A tensor's values as host `f64`s, row-major.
-fn to_host(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }

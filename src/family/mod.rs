@@ -23,8 +23,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 
 use crate::Result;
 
-/// ½ log 2π.
-pub(crate) const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+pub(crate) use crate::special::HALF_LN_2PI;
 
 /// A Gaussian q(z; λ) with differentiable parameters λ (candle `Var`s).
 pub trait VariationalFamily {

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use elbo::fit::to_f64_vec;
+use elbo::linalg::to_f64_vec;
 use elbo::prelude::*;
 
 /// Host values of a tensor as f64, row-major.
