@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod diagnose;
+pub mod dist;
 pub mod error;
 pub mod family;
 pub mod fit;
