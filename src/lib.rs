@@ -36,6 +36,7 @@ pub mod diagnose;
 pub mod error;
 pub mod family;
 pub mod fit;
+pub mod latent;
 pub mod linalg;
 pub mod model;
 pub mod noise;
