@@ -1,8 +1,9 @@
 //! Bijectors: smooth invertible maps f from unconstrained ℝⁿ onto the support of a constrained
 //! block, with log |det J_f| (the transforms of the Stan reference manual, "Constraint
-//! transforms"). A block of constrained shape `shape` holds independent copies along its leading
-//! axes; the simplex and ordered transforms act on the last axis (length K), the correlation
-//! Cholesky transform on the last two (K × K). Every draw of a batch of S is mapped at once.
+//! transforms", with Stan's stick-breaking simplex). A block of constrained shape `shape` holds
+//! independent copies along its leading axes; the simplex and ordered transforms act on the last
+//! axis (length K), the correlation Cholesky transform on the last two (K × K). Every draw of a
+//! batch of S is mapped at once.
 //!
 //! ```text
 //! real               x = u                                              log|J| = 0
@@ -10,7 +11,7 @@
 //! positive softplus  x = softplus(u) = log(1 + eᵘ)                      log|J| = Σ log σ(u)
 //! lower bound a      x = a + eᵘ                                         log|J| = Σ u
 //! upper bound b      x = b − eᵘ                                         log|J| = Σ u
-//! interval (a, b)    x = a + (b − a) σ(u)                               log|J| = Σ [log(b − a) + log σ(u) + log σ(−u)]
+//! interval (a, b)    x = a + (b − a) σ(u) = b − (b − a) σ(−u)           log|J| = Σ [log(b − a) + log σ(u) + log σ(−u)]
 //! simplex            v_k = u_k − log(K − k),  z_k = σ(v_k)              (k = 1 … K−1)
 //!                    x_k = z_k Π_{j<k} (1 − z_j),  x_K = Π_{j<K} (1 − z_j)
 //!                    log|J| = Σ_k [log z_k + (K − k) log(1 − z_k)]      (u = 0 maps to the centre 1/K)
@@ -36,16 +37,33 @@
 //!              log Π_{k<j} √(1 − z_ik²) = exclusive cumulative sum of h along row i
 //! ```
 //!
-//! Cumulative sums are products with constant 0/1 triangular matrices; no branch (where_cond) is
-//! taken, so gradients are finite wherever the values are. In f64, values, log-determinants and
-//! gradients stay finite for |u| ≤ 700 (eᵘ overflows past 709); in f32, the exponential
-//! transforms overflow past u ≈ 88. Rounding of x onto a finite bound (x = a + eᵘ rounds to a
-//! once eᵘ < ulp(a)/2; σ(u) rounds to 1 for u > 37) is inherent to floating point.
+//! Cumulative sums are products with constant 0/1 triangular matrices. The one branch (the
+//! interval picks its form by the sign of u) has bounded derivatives on both sides, so gradients
+//! are finite wherever the values are.
 //!
-//! Inverses run on the host in f64 and avoid cancellation: the simplex uses suffix sums
-//! (u_k = log x_k − log Σ_{j>k} x_j + log(K − k)), the correlation factor the row tails
-//! (t_ij = Σ_{j<k≤i} L_ik², r_ij² = L_ij² + t_ij, u_ij = sign(L_ij) [log(r_ij + |L_ij|) − ½ log t_ij]),
-//! the interval u = log(x − a) − log(b − x) and softplus u = x + log(−expm1(−x)).
+//! Limits (f64, measured in `tests/bijectors.rs`). Values, log-determinants and gradients are
+//! finite for |u| ≤ 700 (eᵘ overflows past 709; in f32 past 88), and x lies in the closure of the
+//! support. Strictly inside, and recoverable by `inverse`, is what f64 can represent:
+//! - next to a nonzero bound c, x = c ± scale·eᵘ rounds onto c for u < log(|c| / scale) − 36.7,
+//!   and `inverse` recovers u to 1e-10 only down to about log(|c| / scale) − 16 (x is stored to
+//!   ulp(c)); a bound at 0 has no such limit (the interval computes x from the nearer bound);
+//! - softplus: while `special::softplus` is the composite log(1 + eᵘ), x rounds to 0 below
+//!   u ≈ −37 and round-trips to 1e-10 only above u ≈ −16;
+//! - ordered: x_k − x_{k−1} = e^{u_k} is lost below ulp(x_k); the round trip needs increments
+//!   ≳ 1e-6 |x_k| (|u| ≤ 6 for K ≤ 4), strict increase ≳ 1e-16 |x_k|;
+//! - simplex and correlation entries are ≈ e^{−Σ|u|} over a vector or row; they underflow to 0
+//!   once that sum passes about 708.
+//!
+//! Inverses run on the host in f64 and avoid any cancellation that the transform does not force
+//! (the ordered increments x_k − x_{k−1} are the one it does):
+//!
+//! ```text
+//! simplex      u_k = log x_k − log Σ_{j>k} x_j + log(K − k)            (suffix sums, not 1 − Σ_{j≤k} x_j)
+//! correlation  t_ij = ‖(L_i,j+1 … L_ii)‖,  r_ij = ‖(L_ij … L_ii)‖         (hypot: no underflow of squares)
+//!              u_ij = atanh(L_ij / r_ij) = sign(L_ij) [log(r_ij + |L_ij|) − log t_ij]
+//! interval     u = log(x − a) − log(b − x)
+//! softplus     u = x + log(−expm1(−x))
+//! ```
 //!
 //! Supports are open sets ([`Bijector::check_support`]): a value on a bound (a zero simplex
 //! entry, x = a) has no finite preimage. Sums to one and unit row norms are checked to within
@@ -138,6 +156,13 @@ impl Bijector {
         b.copies.checked_mul(b.free).ok_or_else(|| format!("a block of shape {shape:?} is too large"))
     }
 
+    /// Valid parameters and shape: the copies and the unconstrained length, or a candle error.
+    fn layout(&self, shape: &[usize]) -> candle_core::Result<(Blocks, usize)> {
+        self.validate()
+            .and_then(|()| Ok((self.blocks(shape)?, self.unconstrained_len(shape)?)))
+            .map_err(|e| candle_core::Error::msg(format!("bijector {self}: {e}")))
+    }
+
     fn blocks(&self, shape: &[usize]) -> Result<Blocks, String> {
         if let Some(axis) = shape.iter().position(|&d| d == 0) {
             return Err(format!("shape {shape:?} has length 0 along axis {axis}: a block needs at least one value"));
@@ -173,12 +198,11 @@ impl Bijector {
         }
     }
 
-    /// u: [S, n] unconstrained → (x: [S, shape…] constrained, log|det J| summed over the block:
-    /// [S]). Differentiable in u.
+    /// `u`: `[S, n]` unconstrained → (x: `[S, shape…]` constrained, log|det J| summed over the
+    /// block: `[S]`). Differentiable in u. Fails for invalid parameters or shapes, a `u` that is not
+    /// `[S, n]` with n = [`Bijector::unconstrained_len`], or an integer dtype.
     pub fn forward(&self, u: &Tensor, shape: &[usize]) -> candle_core::Result<(Tensor, Tensor)> {
-        self.validate().map_err(|e| candle_core::Error::msg(format!("bijector {self}: {e}")))?;
-        let blocks = self.blocks(shape).map_err(|e| candle_core::Error::msg(format!("bijector {self}: {e}")))?;
-        let n = self.unconstrained_len(shape).map_err(candle_core::Error::msg)?;
+        let (blocks, n) = self.layout(shape)?;
         let (s, cols) = match u.dims() {
             &[s, cols] => (s, cols),
             dims => bail!("bijector {self}: u must have shape [S, {n}], got {dims:?}"),
@@ -200,7 +224,13 @@ impl Bijector {
             Bijector::LowerBounded(a) => ((u.exp()? + a)?, u.sum(1)?),
             Bijector::UpperBounded(ub) => (u.exp()?.affine(-1.0, ub)?, u.sum(1)?),
             Bijector::Interval(a, ub) => {
-                let x = candle_nn::ops::sigmoid(u)?.affine(ub - a, a)?;
+                // a + (b − a) σ(u) below the midpoint, b − (b − a) σ(−u) above it: x never rounds
+                // past a bound (a + fl(b − a) can exceed b), and it keeps relative precision next
+                // to a bound that is 0. Both branches have bounded derivatives, so where_cond
+                // passes no NaN to the gradient.
+                let low = candle_nn::ops::sigmoid(u)?.affine(ub - a, a)?;
+                let high = candle_nn::ops::sigmoid(&u.neg()?)?.affine(a - ub, ub)?;
+                let x = u.ge(0.0)?.where_cond(&high, &low)?;
                 let log_det = (log_sigmoid(u)? + log_sigmoid(&u.neg()?)?)?.sum(1)?;
                 (x, (log_det + n as f64 * (ub - a).ln())?)
             }
@@ -253,11 +283,10 @@ impl Bijector {
                 let index = Tensor::from_vec(index, k * k, device)?;
                 let zero = Tensor::zeros((b, 1), dtype, device)?;
                 let square = |t: &Tensor| Tensor::cat(&[t, &zero], 1)?.index_select(&index, 1)?.reshape((b * k, k));
-                let (z_sq, h_sq) = (square(&z)?, square(&h)?);
                 // log Π_{k<j} √(1 − z_ik²): exclusive cumulative sums along each row
-                let log_scale = h_sq.matmul(&triangle(k, false, &u)?)?;
-                let eye = Tensor::eye(k, dtype, device)?.repeat((b, 1))?;
-                let l = ((z_sq + eye)? * log_scale.exp()?)?;
+                let log_scale = square(&h)?.matmul(&triangle(k, false, &u)?)?.reshape((b, k, k))?;
+                let z_eye = square(&z)?.reshape((b, k, k))?.broadcast_add(&Tensor::eye(k, dtype, device)?)?;
+                let l = (z_eye * log_scale.exp()?)?;
                 let log_det = h.broadcast_mul(&constant(weights, m, &u)?)?.reshape((s, n))?.sum(1)?;
                 (l, log_det)
             }
@@ -265,15 +294,14 @@ impl Bijector {
         Ok((x.reshape(out_shape)?, log_det))
     }
 
-    /// x: [S, shape…] → u: [S, n], computed on the host in f64 and returned with x's dtype and
+    /// `x`: `[S, shape…]` → u: `[S, n]`, computed on the host in f64 and returned with x's dtype and
     /// device. Not differentiable (it is meant for user-given initial values). Fails, naming the
-    /// draw and the violation, when a draw is outside the support ([`Bijector::check_support`]).
+    /// draw and the violation, when a draw is outside the support ([`Bijector::check_support`];
+    /// for f32 tensors sums and norms need only be 1 within 1e-5, for f16/bf16 within 1e-2).
     /// The simplex and correlation inverses only use ratios within a vector or row, so they
     /// ignore a scale error within the tolerance.
     pub fn inverse(&self, x: &Tensor, shape: &[usize]) -> candle_core::Result<Tensor> {
-        self.validate().map_err(|e| candle_core::Error::msg(format!("bijector {self}: {e}")))?;
-        let blocks = self.blocks(shape).map_err(|e| candle_core::Error::msg(format!("bijector {self}: {e}")))?;
-        let n = self.unconstrained_len(shape).map_err(candle_core::Error::msg)?;
+        let (blocks, n) = self.layout(shape)?;
         let dims = x.dims();
         if dims.is_empty() || &dims[1..] != shape {
             bail!("bijector {self}: x must have shape [S, {}], got {dims:?}", shape_list(shape));
@@ -282,11 +310,17 @@ impl Bijector {
             bail!("bijector {self}: x must be a float tensor, got {:?}", x.dtype());
         }
         let s = dims[0];
+        // sums and norms of low-precision values are only as exact as their dtype
+        let tolerance = match x.dtype() {
+            DType::F64 => TOLERANCE,
+            DType::F32 => 1e-5,
+            _ => 1e-2,
+        };
         let values = x.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let len = blocks.copies * self.unit_len(blocks.k);
         let mut u = Vec::with_capacity(s * n);
-        for (draw, xs) in values.chunks(len.max(1)).take(s).enumerate() {
-            if let Some(problem) = self.check_support(xs, shape) {
+        for (draw, xs) in values.chunks(len).take(s).enumerate() {
+            if let Some(problem) = self.violation(xs, shape, tolerance) {
                 bail!("bijector {self}: draw {draw} is outside the support: {problem}");
             }
             self.inverse_draw(xs, blocks, &mut u);
@@ -332,13 +366,14 @@ impl Bijector {
                 for l in xs.chunks(k * k) {
                     for i in 1..k {
                         let row = &l[i * k..i * k + i + 1];
-                        // tail = Σ_{j < m ≤ i} L_im², built from the diagonal leftwards
-                        let mut tail = row[i] * row[i];
+                        // tail = √t_ij = ‖(L_i,j+1 … L_ii)‖, built from the diagonal leftwards with
+                        // hypot: squares of entries below 1e-154 would underflow
+                        let mut tail = row[i];
                         let mut row_u = vec![0.0; i];
                         for j in (0..i).rev() {
-                            let r = (row[j] * row[j] + tail).sqrt();
-                            row_u[j] = row[j].signum() * ((r + row[j].abs()).ln() - 0.5 * tail.ln());
-                            tail += row[j] * row[j];
+                            let r = row[j].hypot(tail);
+                            row_u[j] = row[j].signum() * ((r + row[j].abs()).ln() - tail.ln());
+                            tail = r;
                         }
                         u.extend(row_u);
                     }
@@ -353,6 +388,11 @@ impl Bijector {
     /// "row 2 has norm 0.9, not 1". Supports are open: bounds themselves are outside. Sums and
     /// row norms must be 1 within 1e-8.
     pub fn check_support(&self, x: &[f64], shape: &[usize]) -> Option<String> {
+        self.violation(x, shape, TOLERANCE)
+    }
+
+    /// `check_support` with `tolerance` for the equality constraints.
+    fn violation(&self, x: &[f64], shape: &[usize], tolerance: f64) -> Option<String> {
         if let Err(e) = self.validate() {
             return Some(e);
         }
@@ -380,7 +420,7 @@ impl Bijector {
             Bijector::Simplex => first(&|v| v > 0.0, "is not positive").or_else(|| {
                 x.chunks(k).enumerate().find_map(|(c, v)| {
                     let sum: f64 = v.iter().sum();
-                    ((sum - 1.0).abs() > TOLERANCE)
+                    ((sum - 1.0).abs() > tolerance)
                         .then(|| format!("elements {} to {} sum to {sum}, not 1", c * k, c * k + k - 1))
                 })
             }),
@@ -405,7 +445,7 @@ impl Bijector {
                         return Some(format!("element {} = {} is on the diagonal and not positive", at(i), row[i]));
                     }
                     let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-                    ((norm - 1.0).abs() > TOLERANCE).then(|| format!("{matrix}row {i} has norm {norm}, not 1"))
+                    ((norm - 1.0).abs() > tolerance).then(|| format!("{matrix}row {i} has norm {norm}, not 1"))
                 })
             }),
         }
