@@ -37,6 +37,7 @@ pub mod dist;
 pub mod error;
 pub mod family;
 pub mod fit;
+pub mod latent;
 pub mod linalg;
 pub mod model;
 pub mod noise;
