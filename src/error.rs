@@ -60,9 +60,66 @@ pub enum Error {
         detail: String,
     },
 
+    /// A latent was declared badly: a repeated or empty name, a shape its constraint cannot take,
+    /// bounds with a ≥ b.
+    #[error("latent `{name}`: {problem}")]
+    InvalidLatent {
+        /// The latent's name.
+        name: String,
+        /// What is wrong with its declaration.
+        problem: String,
+    },
+
+    /// A latent name that the model does not declare.
+    #[error("unknown latent `{name}`: the model declares {}", known.join(", "))]
+    UnknownLatent {
+        /// The name that was asked for.
+        name: String,
+        /// The declared names.
+        known: Vec<String>,
+    },
+
+    /// A user-given initial value cannot be used: wrong number of values, or outside the support.
+    #[error("initial value of `{name}`: {problem}")]
+    InitValue {
+        /// The latent's name.
+        name: String,
+        /// What is wrong, naming the element and the constraint.
+        problem: String,
+    },
+
+    /// log p(x, z) is not finite where the fit starts: at q's initial mean, or at every one of a
+    /// few draws from the initial q.
+    #[error(
+        "log p(x, z) is not finite at the start: {detail}. Give initial values inside the support \
+         (`init_value`), declare constrained latents for bounded parameters, or check the model"
+    )]
+    NonFiniteInit {
+        /// Where it was not finite, and which coordinates cause it.
+        detail: String,
+    },
+
     /// An error from candle, the tensor library.
     #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+
+    /// Reading or writing a file or stream failed (draws exported to CSV or JSON, …).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    /// Keeps an `elbo` error that travelled through candle (from inside a model) as itself.
+    fn from(e: candle_core::Error) -> Self {
+        match e {
+            candle_core::Error::WithBacktrace { inner, .. } => Error::from(*inner),
+            candle_core::Error::WrappedContext { wrapped, context } => match wrapped.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(wrapped) => Error::Candle(candle_core::Error::WrappedContext { wrapped, context }),
+            },
+            other => Error::Candle(other),
+        }
+    }
 }
 
 /// `Result` with [`Error`].

@@ -13,10 +13,15 @@ use candle_core::Tensor;
 
 use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
+use crate::latent::Latents;
 use crate::noise::{Noise, Stream};
 use crate::objective::Estimator;
 use crate::optim::Optimizer;
+use crate::summary::{Draws, Summary};
 use crate::Result;
+
+/// How many draws of q the summary stored in every [`Fit`] is computed from.
+pub const SUMMARY_DRAWS: usize = 1_000;
 
 /// Why a fit stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +57,8 @@ pub struct Fit<Q> {
     pub(crate) diagnostics: Option<Diagnostics>,
     pub(crate) elapsed: Duration,
     pub(crate) seed: u64,
+    pub(crate) latents: Latents,
+    pub(crate) summary: Summary,
 }
 
 impl<Q: VariationalFamily> Fit<Q> {
@@ -76,6 +83,12 @@ impl<Q: VariationalFamily> Fit<Q> {
         self.sample_seeded(n, self.seed)
     }
 
+    /// `n` draws in the constrained space, by element name (see [`Draws`] for CSV and JSON
+    /// export); from the fit's seed, like [`Fit::sample`].
+    pub fn draws(&self, n: usize) -> Result<Draws> {
+        Draws::from_unconstrained(&self.latents, &self.sample(n)?)
+    }
+
     /// `n` draws from q from the given seed, `[n, D]`.
     pub fn sample_seeded(&self, n: usize, seed: u64) -> Result<Tensor> {
         let eps = Noise::new(seed, Stream::Draws).standard_normal(n, self.q.dim(), self.q.dtype(), &self.q.device())?;
@@ -84,6 +97,18 @@ impl<Q: VariationalFamily> Fit<Q> {
 }
 
 impl<Q> Fit<Q> {
+    /// Mean, sd and 5/50/95 % quantiles of every constrained element by name, from
+    /// [`SUMMARY_DRAWS`] draws of q (`fit.draws(n)?.summary()` for more). A model without named
+    /// latents has one block `z` of real numbers.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// The named latents behind z (a single real block `z` for a plain [`crate::LogJoint`]).
+    pub fn latents(&self) -> &Latents {
+        &self.latents
+    }
+
     /// The final ELBO, estimated on fresh draws.
     pub fn elbo(&self) -> f64 {
         self.elbo
@@ -167,6 +192,10 @@ impl<Q> fmt::Display for Fit<Q> {
                 d.log_evidence, d.log_evidence_se
             )?;
         }
-        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
+        writeln!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)?;
+        let constrained = self.latents.blocks().iter().any(|b| *b.bijector() != crate::latent::Bijector::Real);
+        let space = if constrained { ", mapped to the constrained space" } else { "" };
+        writeln!(f, "posterior summary ({SUMMARY_DRAWS} draws of q{space}):")?;
+        write!(f, "{:.20}", self.summary)
     }
 }

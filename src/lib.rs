@@ -45,21 +45,24 @@ pub mod objective;
 pub mod optim;
 pub mod runtime;
 pub mod special;
+pub mod summary;
 pub mod svi;
 
 pub use error::{Error, Result};
 pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
 pub use fit::{Fit, StopReason};
-pub use model::{from_fn, FnModel, LogJoint};
+pub use latent::{Latents, Values};
+pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::Estimator;
 pub use optim::{LrSchedule, Optimizer};
+pub use summary::{Draws, Summary};
 pub use svi::{Advi, Step, SviState};
 
 /// Everything a typical program needs, with candle's `Tensor`, `Device` and `DType`.
 pub mod prelude {
     pub use crate::{
-        from_fn, Advi, Estimator, Family, Fit, FullRank, LogJoint, LrSchedule, MeanField, Optimizer, ScaleLink, Step,
-        StopReason, VariationalFamily,
+        from_fn, Advi, Estimator, Family, Fit, FullRank, Latents, LogJoint, LrSchedule, MeanField, Model, Optimizer,
+        ScaleLink, Step, StopReason, Values, VariationalFamily,
     };
     pub use candle_core::{DType, Device, Tensor};
 }

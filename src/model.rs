@@ -10,6 +10,8 @@
 
 use candle_core::Tensor;
 
+use crate::latent::{Latents, Values};
+
 /// A probabilistic model, given as its log joint density over an unconstrained latent vector.
 ///
 /// ```
@@ -36,23 +38,73 @@ pub trait LogJoint {
     /// with candle's autodiff, and keep the normalising constants if ELBO values are to be compared
     /// with log-evidence values.
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor>;
-}
 
-impl<T: LogJoint + ?Sized> LogJoint for &T {
-    fn dim(&self) -> usize {
-        (**self).dim()
-    }
-    fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        (**self).log_joint(z)
+    /// The named, constrained latents behind z, if the model declares them (every [`Model`] does);
+    /// fits use them to report draws and summaries by name in the constrained space.
+    fn named_latents(&self) -> Option<&Latents> {
+        None
     }
 }
 
-impl<T: LogJoint + ?Sized> LogJoint for Box<T> {
+/// A probabilistic model over named, constrained latents: the way to write a model whose
+/// parameters are scales, probabilities, weights or correlations.
+///
+/// ```text
+/// log_joint(z) = log_density(f(z)) + log|det J_f(z)|     (the Jacobian is added by elbo)
+/// ```
+///
+/// Every `Model` is a [`LogJoint`] over the unconstrained z. A plain [`LogJoint`] over an
+/// unconstrained `[S, D]` tensor stays available for models that need no names or constraints.
+///
+/// ```
+/// use elbo::prelude::*;
+/// use elbo::dist::{Distribution, HalfCauchy, Normal};
+///
+/// /// Eight schools, non-centred: θ_j = μ + τ θ̃_j, y_j ~ N(θ_j, σ_j).
+/// struct EightSchools { y: Tensor, sigma: Tensor, latents: Latents }
+/// impl Model for EightSchools {
+///     fn latents(&self) -> &Latents { &self.latents }
+///     fn log_density(&self, v: &Values) -> candle_core::Result<Tensor> {
+///         let (mu, tau, theta_raw) = (v.get("mu")?, v.get("tau")?, v.get("theta_raw")?); // [S,1], [S,1], [S,8]
+///         let theta = theta_raw.broadcast_mul(tau)?.broadcast_add(mu)?;
+///         let prior = (Normal::new(0.0, 5.0)?.log_prob(mu)?.sum(1)?
+///             + HalfCauchy::new(5.0)?.log_prob(tau)?.sum(1)?)?
+///             + Normal::new(0.0, 1.0)?.log_prob(theta_raw)?.sum(1)?;
+///         let likelihood = Normal::new(theta, self.sigma.unsqueeze(0)?)?.log_prob(&self.y.unsqueeze(0)?)?.sum(1)?;
+///         prior? + likelihood
+///     }
+/// }
+/// let dev = Device::Cpu;
+/// let model = EightSchools {
+///     y: Tensor::new(&[28.0f32, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], &dev)?,
+///     sigma: Tensor::new(&[15.0f32, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], &dev)?,
+///     latents: Latents::new().real("mu", [1]).positive("tau", [1]).real("theta_raw", [8]),
+/// };
+/// let fit = Advi::new(MeanField).samples(8).steps(2_000).fit(&model)?;
+/// let tau = fit.summary().get("tau").unwrap();
+/// assert!(tau.mean > 0.0);
+/// println!("{fit}"); // the table: mu, tau, theta_raw[0..8] with mean, sd and 5/50/95 % quantiles
+/// # Ok::<(), elbo::Error>(())
+/// ```
+pub trait Model {
+    /// The latents, by name, shape and constraint.
+    fn latents(&self) -> &Latents;
+
+    /// log p(x, x₁, …, x_B) at the constrained values of a batch of S draws, `[S]`. Write it with
+    /// the densities of [`crate::dist`]; do not add the Jacobian of the constraints.
+    fn log_density(&self, values: &Values<'_>) -> candle_core::Result<Tensor>;
+}
+
+impl<M: Model + ?Sized> LogJoint for M {
     fn dim(&self) -> usize {
-        (**self).dim()
+        self.latents().dim()
     }
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        (**self).log_joint(z)
+        let (values, log_det) = self.latents().constrain(z)?;
+        self.log_density(&values)? + log_det
+    }
+    fn named_latents(&self) -> Option<&Latents> {
+        Some(self.latents())
     }
 }
 

@@ -6,7 +6,8 @@
 //! in f32 and f64 (up to rounding), on every device.
 //!
 //! Independent streams of one seed: [`Stream::Optimise`] feeds the optimiser, [`Stream::Evaluate`]
-//! the final ELBO estimate, [`Stream::Draws`] the posterior draws.
+//! the final ELBO estimate, [`Stream::Draws`] the posterior draws, [`Stream::Start`] the check of
+//! the model at the start.
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -24,6 +25,8 @@ pub enum Stream {
     Evaluate = 1,
     /// Draws returned to the user.
     Draws = 2,
+    /// The few draws from the initial q on which the model is checked before the first step.
+    Start = 3,
 }
 
 /// A seeded source of standard-normal noise tensors.

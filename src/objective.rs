@@ -56,13 +56,17 @@ impl Estimator {
 /// Calls `log_joint` on `z` (`[S, D]`) and checks its contract: shape `[S]` and the dtype of `z`.
 pub fn evaluate<M: LogJoint + ?Sized>(model: &M, z: &Tensor) -> Result<Tensor> {
     let (s, d) = z.dims2()?;
-    let out = model.log_joint(z).map_err(|e| Error::ModelOutput {
-        problem: format!(
-            "failed on z of shape [{s}, {d}] and dtype {:?} on {:?}: {e}. If the model's data \
-             have another dtype or device, set the same with `.dtype(...)` / `.device(...)`.",
-            z.dtype(),
-            z.device().location()
-        ),
+    // An `elbo` error raised inside the model (an undeclared latent name) comes out as itself.
+    let out = model.log_joint(z).map_err(|e| match Error::from(e) {
+        Error::Candle(e) => Error::ModelOutput {
+            problem: format!(
+                "failed on z of shape [{s}, {d}] and dtype {:?} on {:?}: {e}. If the model's data \
+                 have another dtype or device, set the same with `.dtype(...)` / `.device(...)`.",
+                z.dtype(),
+                z.device().location()
+            ),
+        },
+        ours => ours,
     })?;
     if out.dims() != [s] {
         return Err(Error::ModelOutput {

@@ -18,12 +18,14 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
-use crate::fit::{Fit, StopReason};
+use crate::fit::{Fit, StopReason, SUMMARY_DRAWS};
+use crate::latent::Latents;
 use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
 use crate::optim::{LrSchedule, Optimizer, OptimizerState};
+use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 
 /// Settings of a stochastic-ELBO fit; the builder of every fit.
@@ -60,6 +62,7 @@ pub struct Advi<F: Family> {
     dtype: DType,
     device: Device,
     init_loc: Option<Vec<f64>>,
+    init_values: Vec<(String, Vec<f64>)>,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -84,6 +87,7 @@ impl<F: Family> Advi<F> {
             dtype: DType::F32,
             device: Device::Cpu,
             init_loc: None,
+            init_values: Vec::new(),
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -153,6 +157,17 @@ impl<F: Family> Advi<F> {
         self
     }
 
+    /// The initial value of latent `name` in the constrained space (row-major, as many numbers as
+    /// its shape holds), e.g. `.init_value("tau", [2.0])`; q starts with its mean there. Latents
+    /// not given start at u = 0 (or `init_loc`). The fit fails with a clear error for an unknown
+    /// name, a wrong count, or a value outside the latent's support. A plain [`LogJoint`] has one
+    /// real block called `z`.
+    pub fn init_value(mut self, name: &str, values: impl AsRef<[f64]>) -> Self {
+        self.init_values.retain(|(n, _)| n != name);
+        self.init_values.push((name.to_string(), values.as_ref().to_vec()));
+        self
+    }
+
     /// The initial scale of q, L = scale · I (> 0); default 0.1.
     pub fn init_scale(mut self, scale: f64) -> Self {
         self.init_scale = scale;
@@ -201,6 +216,7 @@ impl<F: Family> Advi<F> {
             Some(loc) => loc.clone(),
             None => vec![0.0; d],
         };
+        let loc = self.apply_init_values(loc, model)?;
         let init =
             Init { loc, scale: self.init_scale, link: self.link, dtype: self.dtype, device: self.device.clone() };
         let q = self.family.init(&init)?;
@@ -219,6 +235,7 @@ impl<F: Family> Advi<F> {
             ));
         }
         validate_model(&q, model, self.samples)?;
+        check_start(&q, model, self.seed)?;
         runtime::default_threads();
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
         Ok(SviState {
@@ -318,6 +335,10 @@ impl<F: Family> Advi<F> {
         let elbo_nonfinite = ratios.iter().filter(|x| !x.is_finite()).count();
         let diagnostics = self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios));
         let family = q.name();
+        let latents = latents_of(model);
+        let eps =
+            Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
+        let summary = Draws::from_unconstrained(&latents, &q.rsample(&eps)?.detach())?.summary();
         Ok(Fit {
             q: state.q,
             family,
@@ -334,7 +355,24 @@ impl<F: Family> Advi<F> {
             diagnostics,
             elapsed: state.elapsed,
             seed: self.seed,
+            latents,
+            summary,
         })
+    }
+
+    /// Overwrites the blocks given by `init_value` in the unconstrained initial location.
+    fn apply_init_values<M: LogJoint + ?Sized>(&self, mut loc: Vec<f64>, model: &M) -> Result<Vec<f64>> {
+        if self.init_values.is_empty() {
+            return Ok(loc);
+        }
+        let latents = latents_of(model);
+        latents.validate()?;
+        for (name, values) in &self.init_values {
+            let u = latents.unconstrain(name, values)?;
+            let block = latents.block(name)?;
+            loc[block.offset()..block.offset() + block.unconstrained_len()].copy_from_slice(&u);
+        }
+        Ok(loc)
     }
 
     fn validate(&self) -> Result<()> {
@@ -411,6 +449,9 @@ impl<Q> SviState<Q> {
 /// Checks that the model's dimension is q's, and that `log_joint` keeps its contract on a batch of
 /// `samples` draws at q's mean.
 fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, samples: usize) -> Result<()> {
+    if let Some(latents) = model.named_latents() {
+        latents.validate()?;
+    }
     let d = model.dim();
     if d == 0 {
         return Err(Error::ModelOutput { problem: "dim() is 0: a model needs at least one latent coordinate".into() });
@@ -421,6 +462,50 @@ fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, 
     let z = q.loc()?.unsqueeze(0)?.repeat((samples, 1))?;
     evaluate(model, &z)?;
     Ok(())
+}
+
+/// The named latents of the model, or one real block `z` for a plain [`LogJoint`].
+fn latents_of<M: LogJoint + ?Sized>(model: &M) -> Latents {
+    model.named_latents().cloned().unwrap_or_else(|| Latents::new().real("z", [model.dim()]))
+}
+
+/// How many draws of the initial q [`check_start`] tries besides q's mean.
+const START_DRAWS: usize = 4;
+
+/// Fails with [`Error::NonFiniteInit`] when log p(x, z) is not finite at q's initial mean, or at
+/// every one of [`START_DRAWS`] draws from the initial q (a model that is fine near the mean but
+/// occasionally not finite further out is left to the step's skipping).
+fn check_start<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, seed: u64) -> Result<()> {
+    let eps = Noise::new(seed, Stream::Start).standard_normal(START_DRAWS, q.dim(), q.dtype(), &q.device())?;
+    let z = Tensor::cat(&[q.loc()?.detach().unsqueeze(0)?, q.rsample(&eps)?.detach()], 0)?;
+    let lp = evaluate(model, &z)?;
+    let values = to_f64_vec(&lp)?;
+    if values[0].is_finite() && values[1..].iter().any(|v| v.is_finite()) {
+        return Ok(());
+    }
+    let detail = if values[0].is_finite() {
+        name_coordinates(&describe_nonfinite_log_joint(q, model, &z, &lp)?, model)
+    } else {
+        let at = Draws::from_unconstrained(&latents_of(model), &z.narrow(0, 0, 1)?)?;
+        let shown: Vec<String> =
+            at.names().iter().zip(at.row(0)).take(8).map(|(name, v)| format!("{name} = {v:.4}")).collect();
+        let more = if at.names().len() > 8 { format!(", … ({} more)", at.names().len() - 8) } else { String::new() };
+        format!("log p(x, z) = {} at q's initial mean, where {}{more}", values[0], shown.join(", "))
+    };
+    Err(Error::NonFiniteInit { detail })
+}
+
+/// Rewrites `z[i]` in a diagnosis as `z[i] (block `name`)` when the model has named latents.
+fn name_coordinates<M: LogJoint + ?Sized>(detail: &str, model: &M) -> String {
+    let Some(latents) = model.named_latents() else { return detail.to_string() };
+    let mut out = detail.to_string();
+    for block in latents.blocks() {
+        for i in block.offset()..block.offset() + block.unconstrained_len() {
+            let from = format!("z[{i}] =");
+            out = out.replace(&from, &format!("z[{i}] (unconstrained `{}`) =", block.name()));
+        }
+    }
+    out
 }
 
 /// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).

@@ -1,4 +1,5 @@
-//! Named, constrained latents: bijectors from the unconstrained space.
+//! Named, constrained latents: blocks declared by name, shape and constraint ([`Latents`]), each the
+//! image of an unconstrained block under a bijector.
 //!
 //! A constrained latent block x (a positive scale, a probability vector, a correlation matrix …)
 //! is the image x = f(u) of an unconstrained block u ∈ ℝⁿ under a [`Bijector`] f; the variational
@@ -7,7 +8,12 @@
 //! ```text
 //! log p_u(u) = log p_x(f(u)) + log |det J_f(u)|
 //! ```
+//!
+//! [`Latents`] lays the blocks out in one unconstrained vector z and adds every log-Jacobian, so a
+//! [`crate::Model`] is written against constrained values by name and never carries a Jacobian.
 
 mod bijector;
+mod layout;
 
 pub use bijector::Bijector;
+pub use layout::{Block, BlockShape, FnModel, Latents, Values};
