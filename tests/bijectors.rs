@@ -63,17 +63,6 @@ fn unit(b: &Bijector, shape: &[usize]) -> usize {
     }
 }
 
-/// `special::softplus` is a composite log(1 + eᵘ) until an exact op replaces it. The composite
-/// rounds 1 + eᵘ, so softplus(u) ≈ eᵘ carries an absolute error of 1.1e-16, a relative error of
-/// 1.1e-16 e^{−u}: the round trip (whose error is that relative error) passes 1e-10 · |u| only for
-/// u ≥ −16, and softplus(u) rounds to 0 (off the support) below u ≈ −37. An exact softplus is a
-/// normal f64 down to u = −708. The tests detect which one is in place and use its range.
-fn softplus_is_exact() -> bool {
-    let u = Tensor::new(&[-40.0f64], &Device::Cpu).unwrap();
-    let x = host(&elbo::special::softplus(&u).unwrap())[0];
-    (x / (-40.0f64).exp() - 1.0).abs() < 1e-12
-}
-
 /// Where x = c ± scale·eᵘ next to a bound c stops recovering u to 1e-10 · |u|: x is stored to
 /// ulp(c)/2 ≈ 1.1e-16 |c|, so u = log|x − c| − log scale comes back with an error of
 /// 1.1e-16 |c| / (scale eᵘ), which reaches 1e-10 · |u| near u = log(|c| / scale) − 16.5. The tests
@@ -91,8 +80,8 @@ fn near_bound(c: f64, scale: f64) -> f64 {
 /// The per-coordinate range of u over which the round trip is exact to 1e-10 · max(1, |u|).
 ///
 /// - real, positive: the whole of [−700, 700] (eᵘ is a normal f64 for −708 < u < 709).
-/// - positive softplus: down to −14 with the composite softplus (error 9.5e-12 there; see
-///   [`softplus_is_exact`]), everywhere with an exact one.
+/// - positive softplus: everywhere, since `special::softplus` is exact on the CPU (log1p of
+///   e^{−|u|}); the composite log(1 + eᵘ) of other devices would hold only down to u ≈ −16.
 /// - bounds and intervals: up to [`near_bound`] on the side of a nonzero bound; the interval
 ///   computes x from the nearer bound, so a bound at 0 is exact on either side.
 /// - simplex: entries are products z_k Π(1 − z_j) ≈ e^{−Σ|v|}; with K ≤ 4 (three coordinates)
@@ -107,7 +96,6 @@ fn near_bound(c: f64, scale: f64) -> f64 {
 ///   3 coordinates here, so |u| ≤ 200 keeps them normal.
 fn round_trip_range(b: &Bijector) -> (f64, f64) {
     match *b {
-        Bijector::PositiveSoftplus => (if softplus_is_exact() { -700.0 } else { -14.0 }, 700.0),
         Bijector::LowerBounded(a) => (near_bound(a, 1.0), 700.0),
         Bijector::UpperBounded(ub) => (near_bound(ub, 1.0), 700.0),
         Bijector::Interval(a, ub) => (near_bound(a, ub - a), -near_bound(ub, ub - a)),
@@ -120,15 +108,14 @@ fn round_trip_range(b: &Bijector) -> (f64, f64) {
 /// The per-coordinate range of u whose image f64 can hold strictly inside the support.
 ///
 /// - next to a nonzero bound c, x = c ± scale·eᵘ rounds onto c once scale·eᵘ < ulp(c)/2, that is
-///   for u < log(|c| / scale) − 36.7: the range stops at − 35. The composite softplus rounds to
-///   0 below −37 (−36 here).
+///   for u < log(|c| / scale) − 36.7: the range stops at − 35. Softplus is exact on the CPU, so
+///   its image stays positive down to −700.
 /// - ordered: x_k > x_{k−1} in f64 needs e^{u_k} > ulp(x_{k−1}) ≈ 2.2e-16 · K e^{max u}, so the
 ///   span of u must stay below 36 − log K; [−15, 15] spans 30.
 /// - simplex and correlation: as for the round trip (entries must not underflow to 0).
 fn interior_range(b: &Bijector) -> (f64, f64) {
     let strict = |c: f64, scale: f64| if c == 0.0 { -700.0 } else { (c.abs() / scale).ln() - 35.0 };
     match *b {
-        Bijector::PositiveSoftplus => (if softplus_is_exact() { -700.0 } else { -36.0 }, 700.0),
         Bijector::LowerBounded(a) => (strict(a, 1.0), 700.0),
         Bijector::UpperBounded(ub) => (strict(ub, 1.0), 700.0),
         Bijector::Interval(a, ub) => (strict(a, ub - a), -strict(ub, ub - a)),

@@ -47,7 +47,8 @@
 //! - next to a nonzero bound c, x = c ± scale·eᵘ rounds onto c for u < log(|c| / scale) − 36.7,
 //!   and `inverse` recovers u to 1e-10 only down to about log(|c| / scale) − 16 (x is stored to
 //!   ulp(c)); a bound at 0 has no such limit (the interval computes x from the nearer bound);
-//! - softplus: while `special::softplus` is the composite log(1 + eᵘ), x rounds to 0 below
+//! - softplus: on the CPU `special::softplus` is exact, so x > 0 and the round trip holds for all
+//!   |u| ≤ 700; on other devices it is the composite log(1 + eᵘ), with which x rounds to 0 below
 //!   u ≈ −37 and round-trips to 1e-10 only above u ≈ −16;
 //! - ordered: x_k − x_{k−1} = e^{u_k} is lost below ulp(x_k); the round trip needs increments
 //!   ≳ 1e-6 |x_k| (|u| ≤ 6 for K ≤ 4), strict increase ≳ 1e-16 |x_k|;
