@@ -244,13 +244,26 @@ impl Latents {
             candle_core::bail!("the latents take z of shape [S, {}], got [{s}, {d}]", self.dim());
         }
         let mut tensors = Vec::with_capacity(self.blocks.len());
-        let mut log_det = Tensor::zeros(s, z.dtype(), z.device())?;
+        let mut log_det: Option<Tensor> = None;
         for block in &self.blocks {
-            let u = z.narrow(1, block.offset, block.len)?;
+            let u = if block.len == d { z.clone() } else { z.narrow(1, block.offset, block.len)? };
+            if block.bijector == Bijector::Real {
+                // nothing to add: skip the zero log-Jacobian (a few ops per block and step)
+                let shape: Vec<usize> = std::iter::once(s).chain(block.shape.iter().copied()).collect();
+                tensors.push(u.reshape(shape)?);
+                continue;
+            }
             let (x, ld) = block.bijector.forward(&u, &block.shape)?;
-            log_det = (log_det + ld)?;
+            log_det = Some(match log_det {
+                Some(total) => (total + ld)?,
+                None => ld,
+            });
             tensors.push(x);
         }
+        let log_det = match log_det {
+            Some(total) => total,
+            None => Tensor::zeros(s, z.dtype(), z.device())?,
+        };
         Ok((Values { latents: self, tensors }, log_det))
     }
 
