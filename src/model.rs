@@ -44,6 +44,21 @@ pub trait LogJoint {
     fn named_latents(&self) -> Option<&Latents> {
         None
     }
+
+    /// N, the number of i.i.d. data points the likelihood sums over, read from the model's data;
+    /// `None` (the default) if the model cannot be fitted on minibatches.
+    fn data_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// log p(z) + (N / B) Σ_{i ∈ rows} log p(xᵢ | z) for the B data points `rows` (u32 `[B]`):
+    /// an unbiased estimate of log p(x, z) over random minibatches (Hoffman et al. 2013). The
+    /// default fails; a [`Model`] gets it from its `log_prior` and `log_likelihood`, with the
+    /// factor N / B applied by `elbo`.
+    fn log_joint_minibatch(&self, z: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
+        let _ = (z, rows);
+        candle_core::bail!("this model cannot be fitted on minibatches: it does not implement data_len")
+    }
 }
 
 /// A probabilistic model over named, constrained latents: the way to write a model whose
@@ -93,6 +108,27 @@ pub trait Model {
     /// log p(x, x₁, …, x_B) at the constrained values of a batch of S draws, `[S]`. Write it with
     /// the densities of [`crate::dist`]; do not add the Jacobian of the constraints.
     fn log_density(&self, values: &Values<'_>) -> candle_core::Result<Tensor>;
+
+    /// For minibatch SVI (`Advi::batch`): N, the number of i.i.d. data points, read from the data
+    /// (never typed in, so the likelihood's scale N / B cannot silently be wrong). `None` (the
+    /// default) means no minibatches; a model that returns `Some` implements the two methods below,
+    /// with `log_density = log_prior + log_likelihood` over all rows.
+    fn data_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// log p(θ) alone, `[S]` (for minibatches).
+    fn log_prior(&self, values: &Values<'_>) -> candle_core::Result<Tensor> {
+        let _ = values;
+        candle_core::bail!("log_prior is not implemented: the model cannot be fitted on minibatches")
+    }
+
+    /// Σ_{i ∈ rows} log p(xᵢ | θ) over the data points `rows` (u32 indices `[B]`), `[S]`, unscaled:
+    /// `elbo` multiplies it by N / B.
+    fn log_likelihood(&self, values: &Values<'_>, rows: &Tensor) -> candle_core::Result<Tensor> {
+        let _ = (values, rows);
+        candle_core::bail!("log_likelihood is not implemented: the model cannot be fitted on minibatches")
+    }
 }
 
 impl<M: Model + ?Sized> LogJoint for M {
@@ -105,6 +141,18 @@ impl<M: Model + ?Sized> LogJoint for M {
     }
     fn named_latents(&self) -> Option<&Latents> {
         Some(self.latents())
+    }
+    fn data_len(&self) -> Option<usize> {
+        Model::data_len(self)
+    }
+    fn log_joint_minibatch(&self, z: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(n) = Model::data_len(self) else {
+            candle_core::bail!("this model cannot be fitted on minibatches: its data_len() is None")
+        };
+        let b = rows.dim(0)?;
+        let (values, log_det) = self.latents().constrain(z)?;
+        let likelihood = (self.log_likelihood(&values, rows)? * (n as f64 / b as f64))?;
+        (self.log_prior(&values)? + likelihood)? + log_det
     }
 }
 

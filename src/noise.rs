@@ -7,7 +7,7 @@
 //!
 //! Independent streams of one seed: [`Stream::Optimise`] feeds the optimiser, [`Stream::Evaluate`]
 //! the final ELBO estimate, [`Stream::Draws`] the posterior draws, [`Stream::Start`] the check of
-//! the model at the start.
+//! the model at the start, [`Stream::Batches`] the minibatch rows.
 
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -27,6 +27,8 @@ pub enum Stream {
     Draws = 2,
     /// The few draws from the initial q on which the model is checked before the first step.
     Start = 3,
+    /// The rows of each minibatch.
+    Batches = 4,
 }
 
 /// A seeded source of standard-normal noise tensors.
@@ -53,6 +55,15 @@ impl Noise {
             other => return Err(Error::config("dtype", format!("{other:?}"), "use DType::F32 or DType::F64")),
         };
         Ok(t)
+    }
+}
+
+impl Noise {
+    /// `b` distinct row indices drawn uniformly from 0..n (a minibatch without replacement),
+    /// as a u32 tensor `[b]` on `device`. Needs b ≤ n < 2³².
+    pub fn rows(&mut self, n: usize, b: usize, device: &Device) -> Result<Tensor> {
+        let rows: Vec<u32> = rand::seq::index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect();
+        Ok(Tensor::from_vec(rows, b, device)?)
     }
 }
 

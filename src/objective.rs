@@ -38,18 +38,40 @@ pub struct ElboEstimate {
 
 impl Estimator {
     /// The ELBO estimate from the noise `eps` (`[S, D]`) with every parameter of `q` differentiable.
-    pub fn estimate<Q, M>(self, q: &Q, model: &M, eps: &Tensor) -> Result<ElboEstimate>
+    ///
+    /// With `rows`, log p(x, z) is the model's minibatch estimate on those data points
+    /// ([`LogJoint::log_joint_minibatch`]), so the ELBO estimate stays unbiased.
+    pub fn estimate<Q, M>(self, q: &Q, model: &M, eps: &Tensor, rows: Option<&Tensor>) -> Result<ElboEstimate>
     where
         Q: VariationalFamily + ?Sized,
         M: LogJoint + ?Sized,
     {
         let z = q.rsample(eps)?;
-        let log_joint = evaluate(model, &z)?;
+        let log_joint = match rows {
+            None => evaluate(model, &z)?,
+            Some(rows) => evaluate(&Minibatch { model, rows }, &z)?,
+        };
         let elbo = match self {
             Estimator::Entropy => (log_joint.mean_all()? + q.entropy()?)?,
             Estimator::StickingTheLanding => (&log_joint - q.log_prob(&z)?)?.mean_all()?,
         };
         Ok(ElboEstimate { elbo, log_joint, z })
+    }
+}
+
+/// A model's minibatch log joint on fixed rows, seen as a [`LogJoint`] so that [`evaluate`] checks
+/// its contract too.
+struct Minibatch<'a, M: ?Sized> {
+    model: &'a M,
+    rows: &'a Tensor,
+}
+
+impl<M: LogJoint + ?Sized> LogJoint for Minibatch<'_, M> {
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        self.model.log_joint_minibatch(z, self.rows)
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Advi<F: Family> {
     device: Device,
     init_loc: Option<Vec<f64>>,
     init_values: Vec<(String, Vec<f64>)>,
+    batch: Option<usize>,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -88,6 +89,7 @@ impl<F: Family> Advi<F> {
             device: Device::Cpu,
             init_loc: None,
             init_values: Vec::new(),
+            batch: None,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -168,6 +170,16 @@ impl<F: Family> Advi<F> {
         self
     }
 
+    /// Minibatch SVI (Hoffman et al. 2013): each step uses `b` data points drawn at random without
+    /// replacement (seeded), with the likelihood scaled by N / b so the ELBO gradient stays unbiased.
+    /// N comes from the model's data ([`LogJoint::data_len`]); the final ELBO and diagnostics use
+    /// all the data. The model must support it (every [`crate::Model`] that implements `data_len`,
+    /// `log_prior` and `log_likelihood`), and 1 ≤ b ≤ N.
+    pub fn batch(mut self, b: usize) -> Self {
+        self.batch = Some(b);
+        self
+    }
+
     /// The initial scale of q, L = scale · I (> 0); default 0.1.
     pub fn init_scale(mut self, scale: f64) -> Self {
         self.init_scale = scale;
@@ -235,6 +247,7 @@ impl<F: Family> Advi<F> {
             ));
         }
         validate_model(&q, model, self.samples)?;
+        let batches = self.batches(model)?;
         check_start(&q, model, self.seed)?;
         runtime::default_threads();
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
@@ -242,6 +255,7 @@ impl<F: Family> Advi<F> {
             optimizer: OptimizerState::new(self.optimizer, vars)?,
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
+            batches,
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             skipped: 0,
@@ -283,7 +297,11 @@ impl<F: Family> Advi<F> {
     fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
         let q = &state.q;
         let eps = state.noise.standard_normal(self.samples, q.dim(), self.dtype, &self.device)?;
-        let est = self.estimator.estimate(q, model, &eps)?;
+        let rows = match (&mut state.batches, model.data_len()) {
+            (Some(batches), Some(n)) => Some(batches.rows(n, self.batch.unwrap_or(n), &self.device)?),
+            _ => None,
+        };
+        let est = self.estimator.estimate(q, model, &eps, rows.as_ref())?;
         let elbo = scalar(&est.elbo)?;
         if !elbo.is_finite() {
             let detail = describe_nonfinite_log_joint(q, model, &est.z, &est.log_joint)?;
@@ -360,6 +378,25 @@ impl<F: Family> Advi<F> {
         })
     }
 
+    /// The minibatch row stream, after checking the `batch` setting against the model's data.
+    fn batches<M: LogJoint + ?Sized>(&self, model: &M) -> Result<Option<Noise>> {
+        let Some(b) = self.batch else { return Ok(None) };
+        let Some(n) = model.data_len() else {
+            return Err(Error::config(
+                "batch",
+                b,
+                "this model cannot be fitted on minibatches: implement data_len, log_prior and log_likelihood",
+            ));
+        };
+        if b == 0 || b > n {
+            return Err(Error::config("batch", b, format!("the minibatch size must be between 1 and N = {n}")));
+        }
+        if n > u32::MAX as usize {
+            return Err(Error::config("batch", b, format!("N = {n} data points exceed the u32 row index")));
+        }
+        Ok(Some(Noise::new(self.seed, Stream::Batches)))
+    }
+
     /// Overwrites the blocks given by `init_value` in the unconstrained initial location.
     fn apply_init_values<M: LogJoint + ?Sized>(&self, mut loc: Vec<f64>, model: &M) -> Result<Vec<f64>> {
         if self.init_values.is_empty() {
@@ -422,6 +459,8 @@ pub struct SviState<Q> {
     pub q: Q,
     optimizer: OptimizerState,
     noise: Noise,
+    /// Draws the minibatch rows (None: every step sees all the data).
+    batches: Option<Noise>,
     iteration: usize,
     trace: Vec<f64>,
     skipped: usize,

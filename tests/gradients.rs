@@ -62,7 +62,7 @@ fn value<Q: VariationalFamily, M: LogJoint>(q: &Q, frozen: &Q, model: &M, eps: &
             let z = q.rsample(eps).unwrap();
             (model.log_joint(&z).unwrap() - frozen.log_prob(&z).unwrap()).unwrap().mean_all().unwrap()
         }
-        _ => est.estimate(q, model, eps).unwrap().elbo,
+        _ => est.estimate(q, model, eps, None).unwrap().elbo,
     };
     elbo.to_scalar::<f64>().unwrap()
 }
@@ -76,7 +76,7 @@ fn set_entry(var: &Var, values: &[f64], i: usize, x: f64) {
 /// max |autodiff − finite difference| / max |finite difference| for every parameter.
 fn check_against_finite_differences<Q: VariationalFamily, M: LogJoint>(q: &Q, frozen: &Q, model: &M, est: Estimator) {
     let eps = noise(6);
-    let grads = est.estimate(q, model, &eps).unwrap().elbo.backward().unwrap();
+    let grads = est.estimate(q, model, &eps, None).unwrap().elbo.backward().unwrap();
     let h = 1e-6;
     for (name, var) in q.params() {
         let autodiff = host(grads.get(var.as_tensor()).expect("every parameter gets a gradient"));
@@ -123,7 +123,7 @@ fn full_rank_gradients_match_finite_differences() {
 }
 
 fn max_abs_grad<Q: VariationalFamily, M: LogJoint>(q: &Q, model: &M, est: Estimator) -> f64 {
-    let grads = est.estimate(q, model, &noise(3)).unwrap().elbo.backward().unwrap();
+    let grads = est.estimate(q, model, &noise(3), None).unwrap().elbo.backward().unwrap();
     q.params().iter().flat_map(|(_, v)| host(grads.get(v.as_tensor()).unwrap())).fold(0f64, |m, g| m.max(g.abs()))
 }
 
