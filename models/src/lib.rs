@@ -1,14 +1,18 @@
-//! `elbo-models`: ready models for the `elbo` toolkit, each a [`elbo::LogJoint`] with its data as
+//! `elbo-models`: ready models for the `elbo` toolkit, each a [`elbo::LogJoint`] (or an [`elbo::Model`]) with its data as
 //! tensors. The priors match `../shared/peers/models_numpyro.py`, so ELBOs compare across toolkits.
 //!
 //! - [`LinearRegression`]: conjugate Bayesian linear regression with known noise, with its exact
 //!   posterior and log evidence;
-//! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1).
+//! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1);
+//! - [`GaussianMixture`]: the Bayesian isotropic Gaussian mixture with the assignments summed out
+//!   (an [`elbo::Model`] with named latents `w`, `mu`, `sigma`; supports minibatches).
 #![deny(missing_docs)]
 
 mod data;
+mod gaussian_mixture;
 mod linear_regression;
 mod logistic_regression;
 
+pub use gaussian_mixture::{GaussianMixture, GmmTruth};
 pub use linear_regression::{ExactPosterior, LinearRegression};
 pub use logistic_regression::LogisticRegression;
