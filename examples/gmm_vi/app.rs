@@ -19,7 +19,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use elbo::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -55,8 +54,12 @@ impl FamilyArg {
     }
 }
 
-fn at_least_one() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::new().range(1..)
+/// A whole number ≥ 1, with a plain message otherwise.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("`{s}` is not a whole number ≥ 1")),
+    }
 }
 
 /// Fit a Bayesian Gaussian mixture by ADVI and compare it with the truth it was simulated from
@@ -68,37 +71,37 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FamilyArg::Meanfield)]
     pub family: FamilyArg,
     /// Number of mixture components K.
-    #[arg(long, default_value_t = 3, value_parser = at_least_one())]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub k: usize,
     /// Number of simulated points N [default: 1000; with --data, the file's rows].
-    #[arg(long, value_parser = at_least_one())]
+    #[arg(long, value_parser = at_least_one)]
     pub n: Option<usize>,
     /// Dimension D of the simulated points [default: 2; with --data, the file's columns].
-    #[arg(long, value_parser = at_least_one())]
+    #[arg(long, value_parser = at_least_one)]
     pub d: Option<usize>,
     /// Draws of z per step (S).
-    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub samples: usize,
     /// Optimisation steps per fit.
-    #[arg(long, default_value_t = 5_000, value_parser = at_least_one())]
+    #[arg(long, default_value_t = 5_000, value_parser = at_least_one)]
     pub steps: usize,
     /// Adam's learning rate (constant, unless --lr-final is given).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub lr: f64,
     /// Decay the learning rate geometrically from --lr to this value over the steps.
-    #[arg(long, value_name = "LR")]
+    #[arg(long, value_name = "LR", allow_negative_numbers = true)]
     pub lr_final: Option<f64>,
     /// Seed of the simulated data and of the first fit (restart r uses seed + r).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Fits from different starts; the one with the highest ELBO is kept.
-    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub restarts: usize,
     /// Fit the points of this CSV file (one point a row, D numeric columns, header optional).
     #[arg(long, value_name = "FILE.csv")]
     pub data: Option<PathBuf>,
     /// Minibatch size B: each step sees B random points, the likelihood scaled by N / B.
-    #[arg(long, value_parser = at_least_one())]
+    #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
     /// Folder for the plots (created if missing).
     #[arg(long, value_name = "DIR", default_value = "out")]
@@ -528,6 +531,7 @@ fn progress_bar(args: &Args) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
     bar.set_style(style);
+    bar.set_prefix(format!("fit 1/{}", args.restarts));
     bar.set_message("…");
     bar
 }

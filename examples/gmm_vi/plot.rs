@@ -113,9 +113,58 @@ fn subtitle(plot: &Clusters<'_>) -> String {
     format!("N = {} points coloured by most probable component{dims}{truth}", plot.x.len())
 }
 
+/// A legend entry's symbol.
+enum Symbol {
+    Dot(RGBColor),
+    Line { dashed: bool },
+    Mean,
+    Cross,
+}
+
+/// Draws a legend of symbols and lines of text down a side panel (pixel coordinates).
+fn side_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Option<Symbol>, String)]) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let font = ("sans-serif", 16).into_font().color(&INK);
+    let mut y = 30;
+    for (symbol, label) in entries {
+        let (x, cy) = (14, y + 9);
+        match symbol {
+            Some(Symbol::Dot(c)) => area.draw(&Circle::new((x + 10, cy), 6, c.mix(0.8).filled()))?,
+            Some(Symbol::Line { dashed: false }) => {
+                area.draw(&PathElement::new(vec![(x, cy), (x + 22, cy)], INK.stroke_width(3)))?
+            }
+            Some(Symbol::Line { dashed: true }) => {
+                for start in [x, x + 9, x + 18] {
+                    area.draw(&PathElement::new(vec![(start, cy), (start + 5, cy)], INK.stroke_width(2)))?;
+                }
+            }
+            Some(Symbol::Mean) => area.draw(&Circle::new((x + 10, cy), 5, INK.filled()))?,
+            Some(Symbol::Cross) => area.draw(&Cross::new((x + 10, cy), 7, INK.stroke_width(3)))?,
+            None => {}
+        }
+        if !label.is_empty() {
+            area.draw(&Text::new(label.clone(), (x + 34, y), font.clone()))?;
+        }
+        y += 26;
+    }
+    Ok(())
+}
+
+/// A tick label: whole numbers without decimals, others with one.
+fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 fn scatter(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
-    const W: u32 = 900;
-    const H: u32 = 900;
+    const W: u32 = 1200;
+    const H: u32 = 880;
+    const SIDE: u32 = 300;
     const TOP: u32 = 72;
     const MARGIN: u32 = 18;
     const X_AREA: u32 = 50;
@@ -147,7 +196,7 @@ fn scatter(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
         }
     };
     let ((x0, x1), (y0, y1)) = (range(&xs), range(&ys));
-    let (pw, ph) = ((W - 2 * MARGIN - Y_AREA) as f64, (H - TOP - 2 * MARGIN - X_AREA) as f64);
+    let (pw, ph) = ((W - SIDE - 2 * MARGIN - Y_AREA) as f64, (H - TOP - 2 * MARGIN - X_AREA) as f64);
     let unit = ((x1 - x0) / pw).max((y1 - y0) / ph);
     let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
     let (x0, x1) = (cx - unit * pw / 2.0, cx + unit * pw / 2.0);
@@ -156,21 +205,23 @@ fn scatter(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
     let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, body) = root.split_vertically(TOP);
+    let (body, side) = body.split_horizontally(W - SIDE);
     if text {
         draw_title(&top, &plot.title, &subtitle(plot))?;
     }
     let mut builder = ChartBuilder::on(&body);
     builder.margin(MARGIN);
-    if text {
-        builder.x_label_area_size(X_AREA).y_label_area_size(Y_AREA);
-    } else {
-        builder.margin_bottom(MARGIN + X_AREA).margin_left(MARGIN + Y_AREA);
-    }
+    builder.x_label_area_size(X_AREA).y_label_area_size(Y_AREA); // without text they hold only the axes
     let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
     let mut mesh = chart.configure_mesh();
     mesh.bold_line_style(GRID).light_line_style(WHITE).axis_style(INK);
     if text {
-        mesh.x_desc("x₀").y_desc("x₁").label_style(("sans-serif", 15)).axis_desc_style(("sans-serif", 17));
+        mesh.x_desc("x₀")
+            .y_desc("x₁")
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -180,13 +231,7 @@ fn scatter(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
     for c in 0..k.max(1) {
         let style = colour(c).mix(0.45).filled();
         let points = plot.x.iter().zip(plot.labels).filter(|(_, &l)| l == c).map(|(r, _)| (r[0], r[1]));
-        let series = chart.draw_series(points.map(|p| Circle::new(p, 3, style)))?;
-        if text && k <= PALETTE.len() {
-            let (w, s) = (est.weights[c], est.scales[c]);
-            series
-                .label(format!("component {c}: w = {w:.2}, σ = {s:.2}"))
-                .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour(c).filled()));
-        }
+        chart.draw_series(points.map(|p| Circle::new(p, 3, style)))?;
     }
     // fitted components: 2σ dashed, 1σ solid, the mean as a dot
     for c in 0..k {
@@ -199,29 +244,27 @@ fn scatter(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
         chart.draw_series(LineSeries::new(circle(m[0], m[1], s), dark.stroke_width(3)))?;
         chart.draw_series(std::iter::once(Circle::new((m[0], m[1]), 5, INK.filled())))?;
     }
-    if text {
-        // legend entries for the circle styles (drawn off-chart, so only the legend shows them)
-        let off = (x0 - 1e3 * (x1 - x0), y0);
-        chart
-            .draw_series(std::iter::once(PathElement::new(vec![off, off], INK.stroke_width(3))))?
-            .label("fitted: circle at 1 σ (solid), 2 σ (dashed); dot at μ")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], INK.stroke_width(3)));
-    }
     if let Some(t) = plot.truth {
-        let marks = t.means.iter().map(|m| Cross::new((m[0], m[1]), 9, INK.stroke_width(3)));
-        let series = chart.draw_series(marks)?;
-        if text {
-            series.label("true mean").legend(|(x, y)| Cross::new((x + 10, y), 6, INK.stroke_width(3)));
-        }
+        chart.draw_series(t.means.iter().map(|m| Cross::new((m[0], m[1]), 9, INK.stroke_width(3))))?;
     }
     if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(0xaa, 0xaa, 0xaa))
-            .label_font(("sans-serif", 15))
-            .draw()?;
+        let mut entries: Vec<(Option<Symbol>, String)> = vec![(None, "fitted (posterior means)".into())];
+        for c in 0..k.min(PALETTE.len()) {
+            let (w, s, m) = (est.weights[c], est.scales[c], &est.means[c]);
+            entries.push((Some(Symbol::Dot(colour(c))), format!("{c}: w = {w:.2}, σ = {s:.2}")));
+            entries.push((None, format!("μ = ({:.2}, {:.2})", m[0], m[1])));
+        }
+        if k > PALETTE.len() {
+            entries.push((None, format!("… {} more; colours repeat", k - PALETTE.len())));
+        }
+        entries.push((None, String::new()));
+        entries.push((Some(Symbol::Line { dashed: false }), "circle of radius σ".into()));
+        entries.push((Some(Symbol::Line { dashed: true }), "circle of radius 2σ".into()));
+        entries.push((Some(Symbol::Mean), "fitted mean μ".into()));
+        if plot.truth.is_some() {
+            entries.push((Some(Symbol::Cross), "true mean".into()));
+        }
+        side_legend(&side, &entries)?;
     }
     root.present()?;
     Ok(())
@@ -267,14 +310,16 @@ fn density(path: &Path, plot: &Clusters<'_>, text: bool) -> PlotResult {
     }
     let mut builder = ChartBuilder::on(&body);
     builder.margin(18);
-    if text {
-        builder.x_label_area_size(50).y_label_area_size(70);
-    }
+    builder.x_label_area_size(50).y_label_area_size(70);
     let mut chart = builder.build_cartesian_2d(x0..x1, 0.0..y1)?;
     let mut mesh = chart.configure_mesh();
     mesh.bold_line_style(GRID).light_line_style(WHITE).axis_style(INK);
     if text {
-        mesh.x_desc("x").y_desc("density").label_style(("sans-serif", 15)).axis_desc_style(("sans-serif", 17));
+        mesh.x_desc("x")
+            .y_desc("density")
+            .x_label_formatter(&tick)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -340,35 +385,34 @@ pub struct Trace<'a> {
     pub final_elbo: (f64, f64),
 }
 
-/// The trailing mean of the last `window` finite values at each step (NaN before the first).
+/// The centred moving average: at step i, the mean of the finite values among steps
+/// i − ⌊w/2⌋ … i + ⌊w/2⌋ (fewer at the ends; NaN where there are none). Centred, it does not lag.
 pub fn moving_average(trace: &[f64], window: usize) -> Vec<f64> {
-    let window = window.max(1);
-    let mut kept = std::collections::VecDeque::with_capacity(window);
-    let mut sum = 0.0;
-    trace
-        .iter()
-        .map(|&v| {
-            if v.is_finite() {
-                kept.push_back(v);
-                sum += v;
-                if kept.len() > window {
-                    sum -= kept.pop_front().unwrap_or(0.0);
-                }
-            }
-            if kept.is_empty() {
-                f64::NAN
-            } else {
-                sum / kept.len() as f64
+    let half = window / 2;
+    // prefix sums and counts of the finite values
+    let (mut sum, mut count) = (vec![0.0; trace.len() + 1], vec![0usize; trace.len() + 1]);
+    for (i, &v) in trace.iter().enumerate() {
+        let ok = v.is_finite();
+        sum[i + 1] = sum[i] + if ok { v } else { 0.0 };
+        count[i + 1] = count[i] + usize::from(ok);
+    }
+    (0..trace.len())
+        .map(|i| {
+            let (lo, hi) = (i.saturating_sub(half), (i + half + 1).min(trace.len()));
+            match count[hi] - count[lo] {
+                0 => f64::NAN,
+                n => (sum[hi] - sum[lo]) / n as f64,
             }
         })
         .collect()
 }
 
-/// Runs of consecutive points with a finite value inside [lo, hi], as (step, value) lines.
-fn segments(values: &[f64], lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
+/// Runs of consecutive points from index `from` on with a finite value inside [lo, hi], as
+/// (step, value) lines (steps counted from 1).
+fn segments(values: &[f64], from: usize, lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = vec![];
     let mut run = vec![];
-    for (i, &v) in values.iter().enumerate() {
+    for (i, &v) in values.iter().enumerate().skip(from) {
         if v.is_finite() && (lo..=hi).contains(&v) {
             run.push(((i + 1) as f64, v));
         } else if !run.is_empty() {
@@ -381,46 +425,87 @@ fn segments(values: &[f64], lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
-/// The ELBO trace plot. The y range leaves out the first 5 % of steps (the climb from the start
-/// would flatten the rest); lines leaving it are cut.
+/// The ELBO trace plot, in two panels: the whole fit (its y range leaves out the first 2 % of
+/// steps, whose climb from the start would flatten the rest), and a zoom on the second half, where
+/// the step-to-step noise of the estimate shows. Lines leaving a panel are cut.
 pub fn elbo_trace(path: &Path, plot: &Trace<'_>, text: bool) -> Result<(), String> {
     trace_plot(path, plot, text).map_err(|e| e.to_string())
 }
 
+/// The finite values of `v` from index `from` on.
+fn finite_from(v: &[f64], from: usize) -> Vec<f64> {
+    v.iter().skip(from).copied().filter(|x| x.is_finite()).collect()
+}
+
+/// The p-quantile of the values (by sorting; NaN for none).
+fn quantile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 fn trace_plot(path: &Path, plot: &Trace<'_>, text: bool) -> PlotResult {
     const W: u32 = 1000;
-    const H: u32 = 560;
+    const H: u32 = 860;
+    const TOP: u32 = 72;
     let Some(best) = plot.traces.get(plot.best) else { return Ok(()) };
     let smooth: Vec<Vec<f64>> = plot.traces.iter().map(|t| moving_average(t, plot.window)).collect();
     let steps = plot.traces.iter().map(|t| t.len()).max().unwrap_or(0).max(2);
-    let burn = steps / 20;
-    let finite_after = |v: &[f64]| v.iter().skip(burn).copied().filter(|x| x.is_finite()).collect::<Vec<f64>>();
-    let lows: Vec<f64> = smooth.iter().flat_map(|s| finite_after(s)).collect();
+
+    // whole fit: every fit's moving average after the first 2 % of steps, and the kept fit's raw top
+    let burn = steps / 50;
+    let lows: Vec<f64> = smooth.iter().flat_map(|s| finite_from(s, burn)).collect();
     let lo = lows.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = finite_after(best)
-        .into_iter()
-        .fold(f64::NEG_INFINITY, f64::max)
-        .max(lows.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-    let (y0, y1) = if lo.is_finite() && hi.is_finite() { padded(lo, hi, 0.08) } else { (-1.0, 1.0) };
+    let hi = finite_from(best, burn).into_iter().chain(lows.iter().copied()).fold(f64::NEG_INFINITY, f64::max);
+    let whole = if lo.is_finite() && hi.is_finite() { padded(lo, hi, 0.05) } else { (-1.0, 1.0) };
+    // second half: the kept fit's raw values between their 0.5 % and 100 % quantiles
+    let half = steps / 2;
+    let tail = finite_from(best, half);
+    let (lo, hi) = (quantile(tail.clone(), 0.005), quantile(tail, 1.0));
+    let zoom = if lo.is_finite() && hi.is_finite() { padded(lo, hi, 0.08) } else { whole };
 
     let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, body) = root.split_vertically(72);
+    let (top, body) = root.split_vertically(TOP);
+    let (upper, lower) = body.split_vertically((H - TOP) / 2);
     if text {
         let (e, se) = plot.final_elbo;
         let more = if plot.traces.len() > 1 {
-            format!("; best of {} restarts, the others in grey", plot.traces.len())
+            format!("; best of {} restarts, the others' moving averages in grey", plot.traces.len())
         } else {
             String::new()
         };
         draw_title(&top, &plot.title, &format!("final ELBO {e:.2} ± {se:.2} (fresh draws){more}"))?;
     }
-    let mut builder = ChartBuilder::on(&body);
-    builder.margin(18);
+    trace_panel(&upper, plot, &smooth, (1.0, steps as f64), whole, Some("the whole fit"), text)?;
+    trace_panel(&lower, plot, &smooth, ((half + 1) as f64, steps as f64), zoom, None, text)?;
+    root.present()?;
+    Ok(())
+}
+
+/// One panel of the trace plot over steps `x` and ELBO values `y`; with a legend for the whole
+/// fit, else titled as the zoom.
+fn trace_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &Trace<'_>,
+    smooth: &[Vec<f64>],
+    x: (f64, f64),
+    y: (f64, f64),
+    whole: Option<&str>,
+    text: bool,
+) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(14).margin_left(18).margin_right(24);
+    builder.x_label_area_size(42).y_label_area_size(80);
     if text {
-        builder.x_label_area_size(50).y_label_area_size(80);
+        builder.caption(whole.unwrap_or("zoom: the second half"), ("sans-serif", 16));
     }
-    let mut chart = builder.build_cartesian_2d(1.0..steps as f64, y0..y1)?;
+    let mut chart = builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?;
     let mut mesh = chart.configure_mesh();
     mesh.bold_line_style(GRID).light_line_style(WHITE).axis_style(INK);
     if text {
@@ -428,47 +513,48 @@ fn trace_plot(path: &Path, plot: &Trace<'_>, text: bool) -> PlotResult {
             .y_desc("ELBO (nats)")
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 17));
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw()?;
+    // only the points with steps in x (1-based)
+    let from = (x.0 as usize).saturating_sub(1);
     let grey = RGBColor(0xa0, 0xa0, 0xa0);
     for (i, s) in smooth.iter().enumerate() {
         if i != plot.best {
-            for seg in segments(s, y0, y1) {
+            for seg in segments(s, from, y.0, y.1) {
                 chart.draw_series(LineSeries::new(seg, grey.stroke_width(2)))?;
             }
         }
     }
     let raw = colour(0).mix(0.35);
-    for (j, seg) in segments(best, y0, y1).into_iter().enumerate() {
+    for (j, seg) in segments(plot.traces[plot.best], from, y.0, y.1).into_iter().enumerate() {
         let series = chart.draw_series(LineSeries::new(seg, raw.stroke_width(1)))?;
-        if text && j == 0 {
+        if text && whole.is_some() && j == 0 {
             series
                 .label("ELBO estimate of each step (1 draw of q)")
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], raw.stroke_width(2)));
         }
     }
     let dark = RGBColor(0x1f, 0x3a, 0x5f);
-    for (j, seg) in segments(&smooth[plot.best], y0, y1).into_iter().enumerate() {
+    for (j, seg) in segments(&smooth[plot.best], from, y.0, y.1).into_iter().enumerate() {
         let series = chart.draw_series(LineSeries::new(seg, dark.stroke_width(3)))?;
-        if text && j == 0 {
+        if text && whole.is_some() && j == 0 {
             series
-                .label(format!("moving average over {} steps", plot.window))
+                .label(format!("centred moving average over {} steps", plot.window))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], dark.stroke_width(3)));
         }
     }
-    if text {
+    if text && whole.is_some() {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(0xaa, 0xaa, 0xaa))
-            .label_font(("sans-serif", 15))
+            .label_font(("sans-serif", 14))
             .draw()?;
     }
-    root.present()?;
     Ok(())
 }
