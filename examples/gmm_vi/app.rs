@@ -270,6 +270,11 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         }
     }
 
+    if !args.no_plot {
+        // before the fit, so that a bad --out does not cost one
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| AppError::Output(format!("cannot create the folder {}: {e}", args.out.display())))?;
+    }
     let bar = (!args.quiet && std::io::stdout().is_terminal()).then(|| progress_bar(&args));
     let start = Instant::now();
     let mut fits = Vec::with_capacity(args.restarts);
@@ -323,8 +328,6 @@ pub fn run(args: Args) -> Result<Report, AppError> {
                 plot::FONT
             ));
         }
-        std::fs::create_dir_all(&args.out)
-            .map_err(|e| AppError::Output(format!("cannot create the folder {}: {e}", args.out.display())))?;
         let title_family = args.family.label();
         let clusters = args.out.join("gmm_clusters.png");
         plot::clusters(
