@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Per-step time of elbo vs NumPyro on the peers' logistic regression (N=5000, D=20, f64), in one run.
+"""Per-step time of elbo vs NumPyro on the peers' models and data, in one run.
 
 NumPyro is timed as ../shared/peers/bench.py times its `svi.run` row: the lax.scan of `svi.update`
-that svi.run compiles, compiled ahead of time and executed 3 times (median), Adam(0.01), with
-Trace_ELBO(num_particles=S) for S in {1, 10}, AutoNormal (mean-field) and AutoMultivariateNormal
-(full-rank). Then `cargo bench --bench logreg --bench logreg_glibc` runs, and the criterion medians
-are set beside NumPyro's as ratios. Run it with the peers' Python (../shared/peers/setup.sh):
+that svi.run compiles, compiled ahead of time and executed 3 times (median), Adam(0.01),
+AutoNormal (mean-field) and AutoMultivariateNormal (full-rank), f64.
 
-  ~/.cache/elbo-peers/venv/bin/python benches/compare_numpyro.py [--steps 2000] [--skip-cargo]
+  --model logreg (default): Trace_ELBO(num_particles=S) for S in {1, 10} on logreg (N=5000, D=20);
+      then `cargo bench --bench logreg --bench logreg_glibc`.
+  --model gmm: S = 1 on gmm (N=1000) and gmm_large (N=100,000), plus one end-to-end `svi.run`
+      (set-up, compile and 5,000 / 2,000 steps: the time to the answer); then
+      `cargo bench --bench gmm`.
+
+The criterion medians are set beside NumPyro's as ratios. Run it with the peers' Python
+(../shared/peers/setup.sh):
+
+  ~/.cache/elbo-peers/venv/bin/python benches/compare_numpyro.py [--model gmm] [--steps 2000] [--skip-cargo]
 """
 import argparse
 import glob
@@ -22,39 +29,76 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.environ.get("ELBO_PEERS", os.path.join(ROOT, "..", "shared", "peers"))
 
 
-def numpyro_times(steps: int, repeats: int) -> dict:
-    import jax
+def load(name: str):
+    import jax  # noqa: F401  (x64 must be on before arrays are made)
     import numpyro
-    from jax import lax
-    from numpyro.infer import SVI, Trace_ELBO
-    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
     numpyro.enable_x64()
     sys.path.insert(0, PEERS)
     import models_numpyro as M
 
-    with open(os.path.join(PEERS, "data", "logreg.json")) as f:
+    with open(os.path.join(PEERS, "data", f"{name}.json")) as f:
         data = json.load(f)
-    margs = M.model_args("logreg", data)
+    return M, M.model_args(name, data)
+
+
+def scan_us_per_step(model, guide, margs, particles: int, steps: int, repeats: int) -> tuple:
+    """Median µs/step of the compiled svi.run scan, and its compile time."""
+    import jax
+    import numpyro
+    from jax import lax
+    from numpyro.infer import SVI, Trace_ELBO
+
+    svi = SVI(model, guide, numpyro.optim.Adam(step_size=0.01), Trace_ELBO(num_particles=particles))
+    state0 = svi.init(jax.random.PRNGKey(0), *margs)
+    body = lambda st, _: svi.update(st, *margs)  # noqa: E731
+    t0 = time.perf_counter()
+    compiled = jax.jit(lambda st: lax.scan(body, st, None, length=steps)).lower(state0).compile()
+    compile_s = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        st, _ = compiled(state0)
+        jax.block_until_ready(st)
+        runs.append((time.perf_counter() - t0) / steps * 1e6)
+    return statistics.median(runs), compile_s
+
+
+def guides():
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+    return (("meanfield", AutoNormal), ("fullrank", AutoMultivariateNormal))
+
+
+def numpyro_times(steps: int, repeats: int) -> dict:
+    M, margs = load("logreg")
     out = {}
-    for family, Guide in (("meanfield", AutoNormal), ("fullrank", AutoMultivariateNormal)):
+    for family, Guide in guides():
         for s in (1, 10):
-            guide = Guide(M.logreg)
-            svi = SVI(M.logreg, guide, numpyro.optim.Adam(step_size=0.01), Trace_ELBO(num_particles=s))
-            state0 = svi.init(jax.random.PRNGKey(0), *margs)
-            body = lambda st, _: svi.update(st, *margs)  # noqa: E731
+            us, compile_s = scan_us_per_step(M.logreg, Guide(M.logreg), margs, s, steps, repeats)
+            out[f"{family}/S{s}"] = {"us_per_step": us, "compile_s": compile_s}
+            print(f"numpyro {family} S={s}: {us:.1f} µs/step (compile {compile_s:.2f} s)", file=sys.stderr)
+    return out
+
+
+def numpyro_gmm_times(repeats: int) -> dict:
+    """Per-step (scan of 500 steps on gmm, 50 on gmm_large) and one end-to-end svi.run per fit."""
+    import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+
+    out = {}
+    for name, timing_steps, fit_steps in (("gmm", 500, 5000), ("gmm_large", 50, 2000)):
+        M, margs = load(name)
+        for family, Guide in guides():
+            us, _ = scan_us_per_step(M.gmm, Guide(M.gmm), margs, 1, timing_steps, repeats)
             t0 = time.perf_counter()
-            compiled = jax.jit(lambda st: lax.scan(body, st, None, length=steps)).lower(state0).compile()
-            compile_s = time.perf_counter() - t0
-            runs = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                st, _ = compiled(state0)
-                jax.block_until_ready(st)
-                runs.append((time.perf_counter() - t0) / steps * 1e6)
-            out[f"{family}/S{s}"] = {"us_per_step": statistics.median(runs), "compile_s": compile_s}
-            print(f"numpyro {family} S={s}: {out[f'{family}/S{s}']['us_per_step']:.1f} µs/step "
-                  f"(compile {compile_s:.2f} s)", file=sys.stderr)
+            svi = SVI(M.gmm, Guide(M.gmm), numpyro.optim.Adam(step_size=0.01), Trace_ELBO())
+            result = svi.run(jax.random.PRNGKey(0), fit_steps, *margs, progress_bar=False)
+            jax.block_until_ready(result.params)
+            fit_s = time.perf_counter() - t0
+            out[f"{name}/{family}"] = {"us_per_step": us, "fit_s": fit_s, "fit_steps": fit_steps}
+            print(f"numpyro {name} {family}: {us:.1f} µs/step, svi.run {fit_s:.2f} s", file=sys.stderr)
     return out
 
 
@@ -69,10 +113,14 @@ def criterion_us(group: str, bench_id: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2000, help="NumPyro scan length per timing run")
+    ap.add_argument("--model", choices=("logreg", "gmm"), default="logreg")
+    ap.add_argument("--steps", type=int, default=2000, help="NumPyro scan length per timing run (logreg)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cargo", action="store_true", help="reuse the last criterion results")
     args = ap.parse_args()
+    if args.model == "gmm":
+        gmm_table(args)
+        return
 
     peer = numpyro_times(args.steps, args.repeats)
     if not args.skip_cargo:
@@ -90,6 +138,27 @@ def main() -> None:
     print()
     for setting in ("1", "2", "unset"):
         print(f"threads={setting}: fullrank S=10 {criterion_us('logreg-threads', f'fullrank/S10/threads={setting}'):.1f} µs/step")
+
+
+def gmm_table(args) -> None:
+    peer = numpyro_gmm_times(args.repeats)
+    if not args.skip_cargo:
+        subprocess.run(["cargo", "bench", "--bench", "gmm"], cwd=ROOT, check=True)
+    print("| data | family | NumPyro svi.run µs/step | elbo µs/step | elbo / NumPyro | elbo minibatch 1000 µs/step |")
+    print("|---|---|---:|---:|---:|---:|")
+    for key, p in peer.items():
+        ours = criterion_us("gmm-step", key)
+        batch = criterion_us("gmm-step", f"{key}/batch1000") if key.startswith("gmm_large") else float("nan")
+        print(f"| {key.split('/')[0]} | {key.split('/')[1]} | {p['us_per_step']:.1f} | {ours:.1f} "
+              f"| {ours / p['us_per_step']:.2f} | {batch:.1f} |")
+    print()
+    print("| fit | NumPyro svi.run end to end s | elbo fit s | ratio |")
+    print("|---|---:|---:|---:|")
+    for key, ours_key in (("gmm/meanfield", "gmm/meanfield"), ("gmm/fullrank", "gmm/fullrank"),
+                          ("gmm_large/meanfield", "gmm_large/meanfield/batch1000")):
+        ours = criterion_us("gmm-fit", ours_key) / 1e6
+        p = peer[key]
+        print(f"| {key} ({p['fit_steps']} steps; elbo: {ours_key}) | {p['fit_s']:.2f} | {ours:.2f} | {ours / p['fit_s']:.3f} |")
 
 
 if __name__ == "__main__":

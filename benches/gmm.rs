@@ -55,6 +55,7 @@ fn step<F: Family>(
 }
 
 fn steps(c: &mut Criterion) {
+    elbo::runtime::default_threads(); // before reading the data sizes candle's thread pool
     let (small, large) = (data("gmm", 1_000), data("gmm_large", 100_000));
     let mut g = c.benchmark_group("gmm-step");
     step(&mut g, "gmm/meanfield", advi(MeanField, &small, usize::MAX), &small);

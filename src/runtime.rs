@@ -7,6 +7,11 @@
 //! fit therefore sets `RAYON_NUM_THREADS=1` unless the user has set it; set it yourself (e.g.
 //! `RAYON_NUM_THREADS=4`) for models with large matrix products.
 //!
+//! candle sizes that pool once, at its first large element-wise op (≥ 64 Ki elements), so a
+//! program that builds big tensors before its first fit must call [`default_threads`] first: on
+//! the 100,000-point Gaussian mixture a step took 54 ms with the two-thread pool and 25 ms with one
+//! thread (`benches/README.md`). The models of `elbo-models` call it in their constructors.
+//!
 //! The allocator is a binary's choice, not a library's: glibc's malloc is bimodal on candle's per-op
 //! tensors (some runs 2× slower, `benches/README.md`), so the examples and benches install mimalloc
 //! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`).

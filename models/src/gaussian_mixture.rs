@@ -66,6 +66,7 @@ pub struct GmmTruth {
 impl GaussianMixture {
     /// A mixture of `k` components for the points `x` (`[N, D]`, f32 or f64, finite), 1 ≤ K ≤ N.
     pub fn new(x: &Tensor, k: usize) -> Result<Self> {
+        elbo::runtime::default_threads(); // before the first large op sizes candle's thread pool
         let (n, d) = x.dims2().map_err(|_| Error::ModelOutput {
             problem: format!("GaussianMixture: the data must be 2-D [N, D]; it has shape {:?}", x.dims()),
         })?;

@@ -60,6 +60,7 @@ pub struct ExactPosterior {
 impl LinearRegression {
     /// The model for design `x` `[N, D]` and response `y` `[N]` (one float dtype, one device).
     pub fn new(x: &Tensor, y: &Tensor, prior_sd: f64, noise_sd: f64) -> Result<Self> {
+        elbo::runtime::default_threads(); // before the first large op sizes candle's thread pool
         check_design("LinearRegression", x, y)?;
         check_sd("prior_sd", prior_sd)?;
         check_sd("noise_sd", noise_sd)?;

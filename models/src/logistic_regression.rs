@@ -39,6 +39,7 @@ pub struct LogisticRegression {
 impl LogisticRegression {
     /// The model for design `x` `[N, D]` and labels `y` `[N]` in {0, 1} (one float dtype, one device).
     pub fn new(x: &Tensor, y: &Tensor) -> Result<Self> {
+        elbo::runtime::default_threads(); // before the first large op sizes candle's thread pool
         check_design("LogisticRegression", x, y)?;
         Ok(LogisticRegression { x_t: x.t()?.contiguous()?, y: y.clone() })
     }
