@@ -161,8 +161,24 @@ impl<Q> Fit<Q> {
     }
 }
 
-impl<Q> fmt::Display for Fit<Q> {
+/// The report of a fit without its summary table; see [`Fit::report`].
+#[derive(Debug)]
+pub struct Report<'a, Q>(&'a Fit<Q>);
+
+impl<Q> fmt::Display for Report<'_, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_report(f)
+    }
+}
+
+impl<Q> Fit<Q> {
+    /// The printed report (family, stop reason, ELBO ± s.e., k̂, log-evidence estimate, time)
+    /// without the summary table that `Display` adds, for programs that print their own table.
+    pub fn report(&self) -> Report<'_, Q> {
+        Report(self)
+    }
+
+    fn write_report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let estimator = match self.estimator {
             Estimator::Entropy => "entropy-form ELBO",
             Estimator::StickingTheLanding => "sticking-the-landing ELBO",
@@ -192,10 +208,17 @@ impl<Q> fmt::Display for Fit<Q> {
                 d.log_evidence, d.log_evidence_se
             )?;
         }
-        writeln!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)?;
+        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
+    }
+}
+
+impl<Q> fmt::Display for Fit<Q> {
+    /// The report, then the summary table (its first 20 rows).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_report(f)?;
         let constrained = self.latents.blocks().iter().any(|b| *b.bijector() != crate::latent::Bijector::Real);
         let space = if constrained { ", mapped to the constrained space" } else { "" };
-        writeln!(f, "posterior summary ({SUMMARY_DRAWS} draws of q{space}):")?;
+        writeln!(f, "\nposterior summary ({SUMMARY_DRAWS} draws of q{space}):")?;
         write!(f, "{:.20}", self.summary)
     }
 }

@@ -50,7 +50,7 @@ pub mod svi;
 
 pub use error::{Error, Result};
 pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
-pub use fit::{Fit, StopReason};
+pub use fit::{Fit, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::Estimator;

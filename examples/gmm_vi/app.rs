@@ -613,9 +613,8 @@ fn fit_one<F: Family>(
         mean.scales.push(m);
         sd.scales.push(s);
     }
-    let full = fit.to_string();
-    // the summary table that ends the Fit display is in the fitted order: the report prints its own
-    let text = full.split("posterior summary").next().unwrap_or(&full).trim_end().to_string();
+    // without the summary table, which is in the fitted order: the example prints a matched one
+    let text = fit.report().to_string();
     Ok(Fitted {
         seed,
         text,
