@@ -42,6 +42,7 @@ pub mod linalg;
 pub mod model;
 pub mod noise;
 pub mod objective;
+pub mod observe;
 pub mod optim;
 pub mod runtime;
 pub mod special;

@@ -24,6 +24,7 @@ use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
+use crate::observe::{Observer, StepInfo};
 use crate::optim::{LrSchedule, Optimizer, OptimizerState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
@@ -213,8 +214,27 @@ impl<F: Family> Advi<F> {
 
     /// Validates, initialises, runs every step, and reports.
     pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<Fit<F::Q>> {
+        self.fit_with(model, &mut [])
+    }
+
+    /// [`Advi::fit`] with observers that see every step (a progress bar, a log; see
+    /// [`crate::observe`]); they change nothing, so the result is the same bit for bit.
+    ///
+    /// ```
+    /// use elbo::observe::{LogFormat, Progress, Trace, TraceLog};
+    /// use elbo::prelude::*;
+    /// let model = elbo::from_fn(2, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
+    /// let advi = Advi::new(MeanField).dtype(DType::F64).steps(200);
+    /// let (mut bar, mut trace) = (Progress::new(200), Trace::default());
+    /// let mut log = TraceLog::new(Vec::new(), LogFormat::Csv);
+    /// let fit = advi.fit_with(&model, &mut [&mut bar, &mut trace, &mut log])?;
+    /// assert_eq!(trace.elbo, fit.trace());
+    /// assert_eq!(String::from_utf8(log.into_inner()).unwrap().lines().count(), 201); // header + steps
+    /// # Ok::<(), elbo::Error>(())
+    /// ```
+    pub fn fit_with<M: LogJoint + ?Sized>(&self, model: &M, observers: &mut [&mut dyn Observer]) -> Result<Fit<F::Q>> {
         let state = self.init(model)?;
-        self.run(state, model)
+        self.run_with(state, model, observers)
     }
 
     /// Validates the settings and the model and makes the initial state.
@@ -330,9 +350,33 @@ impl<F: Family> Advi<F> {
 
     /// Runs the remaining steps (up to the `steps` setting), then estimates the final ELBO on
     /// fresh draws and reports; the report takes q over from the state.
-    pub fn run<M: LogJoint + ?Sized>(&self, mut state: SviState<F::Q>, model: &M) -> Result<Fit<F::Q>> {
+    pub fn run<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M) -> Result<Fit<F::Q>> {
+        self.run_with(state, model, &mut [])
+    }
+
+    /// [`Advi::run`] with observers that see every remaining step.
+    pub fn run_with<M: LogJoint + ?Sized>(
+        &self,
+        mut state: SviState<F::Q>,
+        model: &M,
+        observers: &mut [&mut dyn Observer],
+    ) -> Result<Fit<F::Q>> {
         while state.iteration < self.steps {
-            self.step(&mut state, model)?;
+            let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps);
+            let step = self.step(&mut state, model)?;
+            if !observers.is_empty() {
+                let elbo = match step {
+                    Step::Taken { elbo } => elbo,
+                    Step::Skipped { .. } => f64::NAN,
+                };
+                let info = StepInfo { iteration: state.iteration, steps: self.steps, elbo, lr, elapsed: state.elapsed };
+                for observer in observers.iter_mut() {
+                    observer.on_step(&info)?;
+                }
+            }
+        }
+        for observer in observers.iter_mut() {
+            observer.on_finish()?;
         }
         self.report(state, model, StopReason::MaxSteps)
     }
