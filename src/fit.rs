@@ -59,6 +59,7 @@ pub struct Fit<Q> {
     pub(crate) seed: u64,
     pub(crate) latents: Latents,
     pub(crate) summary: Summary,
+    pub(crate) halvings: usize,
 }
 
 impl<Q: VariationalFamily> Fit<Q> {
@@ -155,6 +156,12 @@ impl<Q> Fit<Q> {
         self.skipped
     }
 
+    /// How many times a run of non-finite steps was answered by restoring the last good
+    /// parameters and halving the step size.
+    pub fn step_size_halvings(&self) -> usize {
+        self.halvings
+    }
+
     /// Wall time spent in the steps (the final ELBO estimate excluded).
     pub fn elapsed(&self) -> Duration {
         self.elapsed
@@ -208,7 +215,17 @@ impl<Q> Fit<Q> {
                 d.log_evidence, d.log_evidence_se
             )?;
         }
-        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)
+        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)?;
+        if self.halvings > 0 {
+            write!(
+                f,
+                "\n  recovered  {} times from runs of non-finite steps: last good parameters restored, step size \
+                 halved (now × {})",
+                self.halvings,
+                0.5f64.powi(self.halvings as i32)
+            )?;
+        }
+        Ok(())
     }
 }
 

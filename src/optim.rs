@@ -180,6 +180,15 @@ impl OptimizerState {
         Ok(())
     }
 
+    /// Forgets Adam's moments and step count (after q's parameters were moved back).
+    pub fn reset(&mut self) -> Result<()> {
+        for m in self.m.iter_mut().chain(self.v.iter_mut()) {
+            *m = m.zeros_like()?;
+        }
+        self.t = 0;
+        Ok(())
+    }
+
     /// The number of steps taken.
     pub fn steps_taken(&self) -> usize {
         self.t as usize

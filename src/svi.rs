@@ -5,7 +5,9 @@
 //! each step t:  ε ~ N(0, I) [S, D] from the seeded stream
 //!               z = μ + L ε,  ELBO_t = estimator(log p(x, z), q)
 //!               g = ∇_λ (−ELBO_t);  skip the step if ELBO_t or g is not finite
-//!               λ ← optimiser(λ, g, η_t)
+//!               g ← g · min(1, c / ‖g‖₂)            (with `clip_grad_norm(c)`)
+//!               λ ← optimiser(λ, g, η_t · 2^(−h))
+//! after K skipped steps in a row: λ ← the last good λ, fresh moments, h ← h + 1 (h ≤ 3), else fail
 //! ```
 //!
 //! [`Advi`] holds the settings; [`Advi::fit`] validates, runs every step and returns a [`Fit`].
@@ -65,6 +67,7 @@ pub struct Advi<F: Family> {
     init_loc: Option<Vec<f64>>,
     init_values: Vec<(String, Vec<f64>)>,
     batch: Option<usize>,
+    clip_grad_norm: Option<f64>,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -91,6 +94,7 @@ impl<F: Family> Advi<F> {
             init_loc: None,
             init_values: Vec::new(),
             batch: None,
+            clip_grad_norm: None,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -171,6 +175,14 @@ impl<F: Family> Advi<F> {
         self
     }
 
+    /// Gradient-norm clipping: when ‖g‖₂ over all of q's parameters exceeds `max_norm`, the
+    /// gradient is scaled to that norm before the optimiser sees it. Off by default (Adam is
+    /// invariant to the gradient's scale; plain SGD is not).
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+
     /// Minibatch SVI (Hoffman et al. 2013): each step uses `b` data points drawn at random without
     /// replacement (seeded), with the likelihood scaled by N / b so the ELBO gradient stays unbiased.
     /// N comes from the model's data ([`LogJoint::data_len`]); the final ELBO and diagnostics use
@@ -206,7 +218,11 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// How many non-finite steps in a row are skipped before the fit fails (≥ 1).
+    /// How many non-finite steps in a row are skipped (≥ 1) before the fit acts: it restores q's
+    /// parameters from before the trouble (the start, or the end of the last 10 clean steps in a
+    /// row), forgets the optimiser's moments and halves the step size, up to 3 times; after that,
+    /// or when q had not moved since the start or the last restore, it fails with
+    /// [`Error::NonFinite`] naming the iteration and the coordinates. Default 20.
     pub fn max_consecutive_nonfinite(mut self, n: usize) -> Self {
         self.max_consecutive_nonfinite = n;
         self
@@ -271,6 +287,7 @@ impl<F: Family> Advi<F> {
         check_start(&q, model, self.seed)?;
         runtime::default_threads();
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
+        let start = snapshot(&q)?;
         Ok(SviState {
             optimizer: OptimizerState::new(self.optimizer, vars)?,
             q,
@@ -280,13 +297,19 @@ impl<F: Family> Advi<F> {
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             skipped: 0,
             consecutive_skipped: 0,
+            taken_in_a_row: 0,
+            last_good: Some(start), // the start passed check_start: a point to return to
+            lr_scale: 1.0,
+            halvings: 0,
+            moved: false,
             elapsed: Duration::ZERO,
         })
     }
 
     /// One step: draws ε, estimates the ELBO, and moves λ along its gradient unless the ELBO or
-    /// the gradient is not finite (then the step is skipped and counted). Fails once
-    /// `max_consecutive_nonfinite` steps in a row were skipped.
+    /// the gradient is not finite (then the step is skipped and counted). After
+    /// `max_consecutive_nonfinite` skipped steps in a row it restores and halves the step size,
+    /// or fails (see [`Advi::max_consecutive_nonfinite`]).
     pub fn step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
         let start = Instant::now();
         let outcome = self.try_step(state, model);
@@ -297,17 +320,47 @@ impl<F: Family> Advi<F> {
             Step::Taken { elbo } => {
                 state.trace.push(*elbo);
                 state.consecutive_skipped = 0;
+                state.moved = true;
+                state.taken_in_a_row += 1;
+                if state.taken_in_a_row >= SNAPSHOT_EVERY {
+                    state.last_good = Some(snapshot(&state.q)?);
+                    state.taken_in_a_row = 0;
+                }
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
                 state.skipped += 1;
                 state.consecutive_skipped += 1;
+                state.taken_in_a_row = 0;
                 if state.consecutive_skipped >= self.max_consecutive_nonfinite {
-                    return Err(Error::NonFinite {
-                        iteration: state.iteration - 1,
-                        consecutive: state.consecutive_skipped,
-                        detail: detail.clone(),
-                    });
+                    // Back to the last parameters after a clean stretch, at half the step size,
+                    // with fresh optimiser moments; fail once that has not helped, or at once if
+                    // q has not moved since the start or the last restore (nothing to undo).
+                    match &state.last_good {
+                        Some(good) if state.halvings < MAX_HALVINGS && state.moved => {
+                            for ((_, var), value) in state.q.params().iter().zip(good) {
+                                var.set(value)?;
+                            }
+                            state.optimizer.reset()?;
+                            state.lr_scale *= 0.5;
+                            state.halvings += 1;
+                            state.consecutive_skipped = 0;
+                            state.moved = false;
+                        }
+                        _ => {
+                            let halved = match state.halvings {
+                                0 => String::new(),
+                                h => format!(
+                                    " (after restoring the last good parameters and halving the step size {h} times)"
+                                ),
+                            };
+                            return Err(Error::NonFinite {
+                                iteration: state.iteration - 1,
+                                consecutive: state.consecutive_skipped,
+                                detail: format!("{detail}{halved}"),
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -343,7 +396,28 @@ impl<F: Family> Advi<F> {
                 }
             }
         }
-        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps);
+        let clip = match self.clip_grad_norm {
+            Some(max_norm) => {
+                let mut sq = Tensor::zeros((), DType::F64, &self.device)?;
+                for (_, g) in &present {
+                    sq = (sq + g.sqr()?.sum_all()?.to_dtype(DType::F64)?)?;
+                }
+                let norm = scalar(&sq)?.sqrt();
+                (norm > max_norm).then(|| max_norm / norm)
+            }
+            None => None,
+        };
+        drop(present);
+        let mut grads = grads;
+        if let Some(factor) = clip {
+            for (_, var) in &params {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let scaled = (g.detach() * factor)?;
+                    grads.insert(var.as_tensor(), scaled);
+                }
+            }
+        }
+        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
         state.optimizer.step(&grads, lr)?;
         Ok(Step::Taken { elbo })
     }
@@ -362,7 +436,7 @@ impl<F: Family> Advi<F> {
         observers: &mut [&mut dyn Observer],
     ) -> Result<Fit<F::Q>> {
         while state.iteration < self.steps {
-            let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps);
+            let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
             let step = self.step(&mut state, model)?;
             if !observers.is_empty() {
                 let elbo = match step {
@@ -419,6 +493,7 @@ impl<F: Family> Advi<F> {
             seed: self.seed,
             latents,
             summary,
+            halvings: state.halvings,
         })
     }
 
@@ -476,6 +551,15 @@ impl<F: Family> Advi<F> {
         if !matches!(self.dtype, DType::F32 | DType::F64) {
             return Err(Error::config("dtype", format!("{:?}", self.dtype), "use DType::F32 or DType::F64"));
         }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::config(
+                    "clip_grad_norm",
+                    c,
+                    "the largest gradient norm must be positive and finite",
+                ));
+            }
+        }
         self.optimizer.validate()?;
         self.schedule.validate()
     }
@@ -509,6 +593,15 @@ pub struct SviState<Q> {
     trace: Vec<f64>,
     skipped: usize,
     consecutive_skipped: usize,
+    /// Steps taken since the last skip or snapshot.
+    taken_in_a_row: usize,
+    /// q's parameters at the start, then after each run of `SNAPSHOT_EVERY` clean steps.
+    last_good: Option<Vec<Tensor>>,
+    /// The factor on the step size (halved after each recovery from non-finite steps).
+    lr_scale: f64,
+    halvings: usize,
+    /// Whether a step was taken since the start or the last restore.
+    moved: bool,
     elapsed: Duration,
 }
 
@@ -545,6 +638,17 @@ fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, 
     let z = q.loc()?.unsqueeze(0)?.repeat((samples, 1))?;
     evaluate(model, &z)?;
     Ok(())
+}
+
+/// Clean steps in a row after which q's parameters are kept as the point to return to.
+const SNAPSHOT_EVERY: usize = 10;
+
+/// How many times a run of non-finite steps may be answered by restoring and halving.
+const MAX_HALVINGS: usize = 3;
+
+/// Copies (not aliases: `Var::set` writes in place) of q's parameters.
+fn snapshot<Q: VariationalFamily>(q: &Q) -> Result<Vec<Tensor>> {
+    q.params().iter().map(|(_, v)| Ok(v.as_tensor().copy()?)).collect()
 }
 
 /// The named latents of the model, or one real block `z` for a plain [`LogJoint`].
