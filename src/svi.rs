@@ -298,7 +298,7 @@ impl<F: Family> Advi<F> {
             skipped: 0,
             consecutive_skipped: 0,
             taken_in_a_row: 0,
-            last_good: Some(start), // the start passed check_start: a point to return to
+            last_good: start, // the start passed check_start: a point to return to
             lr_scale: 1.0,
             halvings: 0,
             moved: false,
@@ -323,7 +323,7 @@ impl<F: Family> Advi<F> {
                 state.moved = true;
                 state.taken_in_a_row += 1;
                 if state.taken_in_a_row >= SNAPSHOT_EVERY {
-                    state.last_good = Some(snapshot(&state.q)?);
+                    state.last_good = snapshot(&state.q)?;
                     state.taken_in_a_row = 0;
                 }
             }
@@ -336,30 +336,27 @@ impl<F: Family> Advi<F> {
                     // Back to the last parameters after a clean stretch, at half the step size,
                     // with fresh optimiser moments; fail once that has not helped, or at once if
                     // q has not moved since the start or the last restore (nothing to undo).
-                    match &state.last_good {
-                        Some(good) if state.halvings < MAX_HALVINGS && state.moved => {
-                            for ((_, var), value) in state.q.params().iter().zip(good) {
-                                var.set(value)?;
-                            }
-                            state.optimizer.reset()?;
-                            state.lr_scale *= 0.5;
-                            state.halvings += 1;
-                            state.consecutive_skipped = 0;
-                            state.moved = false;
+                    if state.halvings < MAX_HALVINGS && state.moved {
+                        for ((_, var), value) in state.q.params().iter().zip(&state.last_good) {
+                            var.set(value)?;
                         }
-                        _ => {
-                            let halved = match state.halvings {
-                                0 => String::new(),
-                                h => format!(
-                                    " (after restoring the last good parameters and halving the step size {h} times)"
-                                ),
-                            };
-                            return Err(Error::NonFinite {
-                                iteration: state.iteration - 1,
-                                consecutive: state.consecutive_skipped,
-                                detail: format!("{detail}{halved}"),
-                            });
-                        }
+                        state.optimizer.reset()?;
+                        state.lr_scale *= 0.5;
+                        state.halvings += 1;
+                        state.consecutive_skipped = 0;
+                        state.moved = false;
+                    } else {
+                        let halved = match state.halvings {
+                            0 => String::new(),
+                            h => format!(
+                                " (after restoring the last good parameters and halving the step size {h} times)"
+                            ),
+                        };
+                        return Err(Error::NonFinite {
+                            iteration: state.iteration - 1,
+                            consecutive: state.consecutive_skipped,
+                            detail: format!("{detail}{halved}"),
+                        });
                     }
                 }
             }
@@ -596,7 +593,7 @@ pub struct SviState<Q> {
     /// Steps taken since the last skip or snapshot.
     taken_in_a_row: usize,
     /// q's parameters at the start, then after each run of `SNAPSHOT_EVERY` clean steps.
-    last_good: Option<Vec<Tensor>>,
+    last_good: Vec<Tensor>,
     /// The factor on the step size (halved after each recovery from non-finite steps).
     lr_scale: f64,
     halvings: usize,
