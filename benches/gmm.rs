@@ -10,21 +10,18 @@
 //! `benches/compare_numpyro.py --model gmm` runs NumPyro on the same data in the same run and sets
 //! the two side by side.
 
-use std::path::PathBuf;
-
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use elbo::prelude::*;
 use elbo_models::GaussianMixture;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The peers' data set `name` (`gmm` or `gmm_large`), or a simulated one of the same size.
 fn data(name: &str, n: usize) -> GaussianMixture {
-    let dir = std::env::var_os("ELBO_PEERS_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/data"));
-    let path = dir.join(format!("{name}.json"));
+    let path = common::peers_data(&format!("{name}.json"));
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");

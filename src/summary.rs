@@ -65,14 +65,19 @@ impl Draws {
     /// Every draw of the element `name` (as [`Draws::names`] spells it), or `None`.
     pub fn column(&self, name: &str) -> Option<Vec<f64>> {
         let j = self.names.iter().position(|n| n == name)?;
-        Some(self.values.iter().skip(j).step_by(self.names.len()).copied().collect())
+        Some(self.column_at(j).collect())
+    }
+
+    /// Every draw of element j.
+    fn column_at(&self, j: usize) -> impl Iterator<Item = f64> + '_ {
+        self.values.iter().skip(j).step_by(self.names.len()).copied()
     }
 
     /// Mean, sd and 5/50/95 % quantiles of every element.
     pub fn summary(&self) -> Summary {
         let rows = (0..self.names.len())
             .map(|j| {
-                let mut x: Vec<f64> = self.values.iter().skip(j).step_by(self.names.len()).copied().collect();
+                let mut x: Vec<f64> = self.column_at(j).collect();
                 SummaryRow::of(self.names[j].clone(), &mut x)
             })
             .collect();
@@ -98,13 +103,8 @@ impl Draws {
         write!(out, "{{")?;
         for (j, name) in self.names.iter().enumerate() {
             let key = serde_json::to_string(name).map_err(std::io::Error::other)?;
-            let column: Vec<String> = self
-                .values
-                .iter()
-                .skip(j)
-                .step_by(self.names.len())
-                .map(|v| if v.is_finite() { format_number(*v) } else { "null".into() })
-                .collect();
+            let column: Vec<String> =
+                self.column_at(j).map(|v| if v.is_finite() { format_number(v) } else { "null".into() }).collect();
             let sep = if j == 0 { "" } else { ", " };
             write!(out, "{sep}{key}: [{}]", column.join(", "))?;
         }

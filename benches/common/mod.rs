@@ -1,4 +1,5 @@
-//! Shared by the benches: the peers' logistic regression (N = 5000, D = 20) and its step benchmark.
+//! Shared by the benches: where the peers' data live, and their logistic regression (N = 5000, D = 20) with its step benchmark.
+#![allow(dead_code)] // each bench uses part of this module
 
 use std::path::PathBuf;
 
@@ -6,13 +7,18 @@ use criterion::Criterion;
 use elbo::prelude::*;
 use elbo_models::LogisticRegression;
 
-/// `../shared/peers/data/logreg.json` (or `$ELBO_PEERS_DATA/logreg.json`): the data every peer
-/// toolkit fits. Without it, data of the same shape are simulated (and the run says so).
-pub fn logreg() -> LogisticRegression {
-    let dir = std::env::var_os("ELBO_PEERS_DATA")
+/// `../shared/peers/data/{file}` (or `$ELBO_PEERS_DATA/{file}`): the data every peer toolkit fits.
+pub fn peers_data(file: &str) -> PathBuf {
+    std::env::var_os("ELBO_PEERS_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/data"));
-    let path = dir.join("logreg.json");
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/data"))
+        .join(file)
+}
+
+/// The peers' logistic regression ([`peers_data`]`("logreg.json")`). Without it, data of the same
+/// shape are simulated (and the run says so).
+pub fn logreg() -> LogisticRegression {
+    let path = peers_data("logreg.json");
     let (x, y, n, d) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             let json: serde_json::Value = serde_json::from_str(&text).expect("logreg.json is valid JSON");
