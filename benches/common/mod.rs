@@ -1,4 +1,5 @@
-//! Shared by the benches: where the peers' data live, and their logistic regression (N = 5000, D = 20) with its step benchmark.
+//! Shared by the benches: where the peers' data live, and their logistic regression (N = 5000,
+//! D = 20) with its step benchmark.
 #![allow(dead_code)] // each bench uses part of this module
 
 use std::path::PathBuf;
