@@ -7,6 +7,7 @@
 //! solve_lower:       L x = b        (forward substitution)
 //! solve_lower_t:     Lᵀ x = b       (back substitution)
 //! log det A = 2 Σᵢ log Lᵢᵢ
+//! A = V diag(λ) Vᵀ                  (symmetric A: cyclic Jacobi rotations, λ ascending)
 //! ```
 //!
 //! Matrices are `&[f64]` of length n·n in row-major order.
@@ -91,6 +92,65 @@ pub fn spd_log_det(a: &[f64], n: usize) -> Result<f64> {
     Ok(2.0 * (0..n).map(|i| l[i * n + i].ln()).sum::<f64>())
 }
 
+/// The eigendecomposition A = V diag(λ) Vᵀ of a symmetric n×n matrix: the eigenvalues in ascending
+/// order and, for each, its unit eigenvector (`vectors[k]` belongs to `values[k]`).
+///
+/// Cyclic Jacobi rotations (Golub & Van Loan §8.5): O(n³) a sweep and a handful of sweeps, accurate
+/// to rounding for every eigenvalue, including those near zero. Only the lower triangle of `a` is
+/// read. Fails with [`Error::InvalidConfig`] for an entry that is not finite.
+pub fn symmetric_eigen(a: &[f64], n: usize) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    check_square(a, n)?;
+    if let Some(k) = a.iter().position(|x| !x.is_finite()) {
+        return Err(Error::config(
+            "matrix",
+            format!("entry ({}, {}) = {}", k / n, k % n, a[k]),
+            "entries must be finite",
+        ));
+    }
+    let mut m: Vec<f64> = (0..n * n).map(|k| if k / n >= k % n { a[k] } else { a[(k % n) * n + k / n] }).collect();
+    let mut v: Vec<f64> = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
+    for _sweep in 0..64 {
+        let off: f64 = (0..n).flat_map(|i| (0..i).map(move |j| (i, j))).map(|(i, j)| m[i * n + j].powi(2)).sum();
+        let diag: f64 = (0..n).map(|i| m[i * n + i].powi(2)).sum();
+        if off <= f64::EPSILON.powi(2) * diag * 1e-4 || off == 0.0 {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = m[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                // the rotation J (c, s) that zeroes m[p, q] in Jᵀ m J
+                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + theta.hypot(1.0));
+                let c = 1.0 / t.hypot(1.0);
+                let s = t * c;
+                for k in 0..n {
+                    let (kp, kq) = (m[k * n + p], m[k * n + q]);
+                    m[k * n + p] = c * kp - s * kq;
+                    m[k * n + q] = s * kp + c * kq;
+                }
+                for k in 0..n {
+                    let (pk, qk) = (m[p * n + k], m[q * n + k]);
+                    m[p * n + k] = c * pk - s * qk;
+                    m[q * n + k] = s * pk + c * qk;
+                }
+                for k in 0..n {
+                    let (kp, kq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * kp - s * kq;
+                    v[k * n + q] = s * kp + c * kq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| m[i * n + i].total_cmp(&m[j * n + j]));
+    let values = order.iter().map(|&k| m[k * n + k]).collect();
+    let vectors = order.iter().map(|&k| (0..n).map(|i| v[i * n + k]).collect()).collect();
+    Ok((values, vectors))
+}
+
 fn check_square(a: &[f64], n: usize) -> Result<()> {
     if a.len() != n * n {
         return Err(Error::config("matrix", format!("{} entries", a.len()), format!("expected {n}×{n}")));
@@ -119,6 +179,29 @@ mod tests {
         let mut b = [3.0, 2f64.sqrt()];
         solve_lower_t(&l, 2, &mut b);
         assert!((b[0] - 1.0).abs() < 1e-15 && (b[1] - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn symmetric_eigen_reconstructs_the_matrix() {
+        // [[2, 1], [1, 2]]: eigenvalues 1 and 3, eigenvectors (1, −1)/√2 and (1, 1)/√2
+        let (values, vectors) = symmetric_eigen(&[2.0, 1.0, 1.0, 2.0], 2).unwrap();
+        assert!((values[0] - 1.0).abs() < 1e-15 && (values[1] - 3.0).abs() < 1e-15, "{values:?}");
+        assert!((vectors[0][0] + vectors[0][1]).abs() < 1e-15 && (vectors[0][0].abs() - 0.5f64.sqrt()).abs() < 1e-15);
+        // a 5×5 matrix with one zero eigenvalue (rank 4): A = Σ_k λ_k v_k v_kᵀ must come back
+        let n = 5;
+        let b: Vec<f64> = (0..n * 4).map(|k| ((k * 7 + 3) % 11) as f64 - 5.0).collect(); // [5, 4]
+        let a: Vec<f64> = (0..n * n).map(|k| (0..4).map(|j| b[(k / n) * 4 + j] * b[(k % n) * 4 + j]).sum()).collect();
+        let (values, vectors) = symmetric_eigen(&a, n).unwrap();
+        let scale = values[n - 1];
+        assert!(values[0].abs() < 1e-13 * scale, "{values:?}");
+        for i in 0..n {
+            for j in 0..n {
+                let back: f64 = (0..n).map(|k| values[k] * vectors[k][i] * vectors[k][j]).sum();
+                assert!((back - a[i * n + j]).abs() < 1e-12 * scale, "({i}, {j}): {back} vs {}", a[i * n + j]);
+                let dot: f64 = (0..n).map(|k| vectors[i][k] * vectors[j][k]).sum();
+                assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-13);
+            }
+        }
     }
 
     #[test]
