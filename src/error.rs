@@ -106,6 +106,39 @@ pub enum Error {
     /// Reading or writing a file or stream failed (draws exported to CSV or JSON, …).
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+
+    /// A deterministic optimisation (MAP, deterministic ADVI) stopped before its gradient norm
+    /// reached the tolerance.
+    #[error("{method} did not converge: after {iterations} L-BFGS iterations the gradient norm is {grad_norm:.3e}; {detail}")]
+    NotConverged {
+        /// What was being optimised, e.g. "MAP (L-BFGS on −log p(x, z))".
+        method: &'static str,
+        /// L-BFGS iterations run.
+        iterations: usize,
+        /// ‖∇‖₂ at the best point found.
+        grad_norm: f64,
+        /// Why it stopped, where, and what to do.
+        detail: String,
+    },
+
+    /// A Hessian that must be positive definite (at a MAP, at the DADVI optimum) is not: the
+    /// objective is flat or curved the wrong way along some direction.
+    #[error(
+        "{what} is not positive definite: its smallest eigenvalue is {eigenvalue:.3e} (the largest is \
+         {largest:.3e}), along the direction {direction}. {advice}"
+    )]
+    NotPositiveDefinite {
+        /// Which Hessian, of what.
+        what: String,
+        /// Its smallest eigenvalue (≤ 0 within the finite-difference error).
+        eigenvalue: f64,
+        /// Its largest eigenvalue, for scale.
+        largest: f64,
+        /// The eigenvector of the smallest eigenvalue, by coordinate name.
+        direction: String,
+        /// What it means and what to do.
+        advice: String,
+    },
 }
 
 impl From<candle_core::Error> for Error {

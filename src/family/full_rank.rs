@@ -92,6 +92,46 @@ impl FullRankGaussian {
         })
     }
 
+    /// A full-rank Gaussian with mean `loc` and covariance `cov` (row-major D×D, symmetric positive
+    /// definite): L is the Cholesky factor of `cov`. This is how a Laplace approximation or a
+    /// linear-response covariance becomes a q that every downstream tool takes.
+    ///
+    /// ```
+    /// use elbo::prelude::*;
+    /// use elbo::FullRankGaussian;
+    /// let q = FullRankGaussian::from_mean_cov(&[1.0, 2.0], &[4.0, 2.0, 2.0, 3.0], ScaleLink::Log, DType::F64, &Device::Cpu)?;
+    /// let cov = q.covariance()?.flatten_all()?.to_vec1::<f64>()?;
+    /// assert!(cov.iter().zip([4.0, 2.0, 2.0, 3.0]).all(|(a, b)| (a - b).abs() < 1e-14));
+    /// # Ok::<(), elbo::Error>(())
+    /// ```
+    pub fn from_mean_cov(loc: &[f64], cov: &[f64], link: ScaleLink, dtype: DType, device: &Device) -> Result<Self> {
+        let d = loc.len();
+        if cov.len() != d * d {
+            return Err(Error::config(
+                "cov",
+                format!("{} entries", cov.len()),
+                format!("expected a {d}×{d} matrix in row-major order"),
+            ));
+        }
+        if let Some((i, j)) =
+            (0..d).flat_map(|i| (0..i).map(move |j| (i, j))).find(|&(i, j)| cov[i * d + j] != cov[j * d + i])
+        {
+            return Err(Error::config(
+                "cov",
+                format!("entries ({i}, {j}) = {} and ({j}, {i}) = {}", cov[i * d + j], cov[j * d + i]),
+                "a covariance matrix must be symmetric",
+            ));
+        }
+        let l = linalg::cholesky(cov, d).map_err(|_| {
+            Error::config(
+                "cov",
+                "the given matrix",
+                "a covariance matrix must be positive definite (its Cholesky factorisation failed)",
+            )
+        })?;
+        Self::new(loc, &l, link, dtype, device)
+    }
+
     /// L = diag(s)(I + M ⊙ T) as a differentiable tensor.
     fn tril(&self) -> Result<Tensor> {
         let diag = self.link.forward(self.raw_diag.as_tensor())?;
