@@ -14,6 +14,7 @@ use candle_core::Tensor;
 use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
 use crate::latent::Latents;
+use crate::map::Convergence;
 use crate::noise::{Noise, Stream};
 use crate::objective::Estimator;
 use crate::optim::Optimizer;
@@ -29,12 +30,15 @@ pub const SUMMARY_DRAWS: usize = 1_000;
 pub enum StopReason {
     /// It ran the number of steps it was given.
     MaxSteps,
+    /// L-BFGS brought the gradient norm below its tolerance (MAP, Laplace, deterministic ADVI).
+    GradientTolerance,
 }
 
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::MaxSteps => write!(f, "reached the maximum number of steps"),
+            StopReason::GradientTolerance => write!(f, "the gradient norm reached its tolerance"),
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct Fit<Q> {
     pub(crate) latents: Latents,
     pub(crate) summary: Summary,
     pub(crate) halvings: usize,
+    pub(crate) method: Method,
 }
 
 impl<Q: VariationalFamily> Fit<Q> {
@@ -141,6 +146,11 @@ impl<Q> Fit<Q> {
         &self.trace
     }
 
+    /// How q was computed: stochastic ADVI, Laplace at the MAP, or deterministic ADVI.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
     /// Why the fit stopped.
     pub fn stop_reason(&self) -> StopReason {
         self.stop_reason
@@ -196,8 +206,13 @@ impl<Q> Fit<Q> {
         };
         let secs = self.elapsed.as_secs_f64();
         let per_step = if self.iterations > 0 { secs * 1e6 / self.iterations as f64 } else { 0.0 };
-        writeln!(f, "ADVI: {}, {estimator}, {optimizer}", self.family)?;
-        writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
+        match &self.method {
+            Method::Advi => {
+                writeln!(f, "ADVI: {}, {estimator}, {optimizer}", self.family)?;
+                writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
+            }
+            method => method.write_header(f, self.family)?,
+        }
         write!(
             f,
             "  ELBO       {:.4} ± {:.4} (Monte Carlo s.e., {} fresh draws)",
@@ -237,5 +252,62 @@ impl<Q> fmt::Display for Fit<Q> {
         let space = if constrained { ", mapped to the constrained space" } else { "" };
         writeln!(f, "\nposterior summary ({SUMMARY_DRAWS} draws of q{space}):")?;
         write!(f, "{:.20}", self.summary)
+    }
+}
+
+/// How a fit was computed; its report names it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Method {
+    /// Stochastic ascent of the ELBO ([`crate::Advi`]).
+    Advi,
+    /// A Gaussian at the MAP with covariance from the inverse Hessian of −log p(x, z)
+    /// ([`crate::map::Laplace`]).
+    Laplace {
+        /// The L-BFGS run to the MAP.
+        lbfgs: Convergence,
+        /// Gradient evaluations behind the finite-difference Hessian (2D).
+        hessian_evaluations: usize,
+    },
+    /// Deterministic ADVI on M fixed draws ([`crate::map::Dadvi`]).
+    Dadvi {
+        /// M, the number of fixed draws of ε.
+        draws: usize,
+        /// Whether the draws come in antithetic pairs (ε, −ε).
+        antithetic: bool,
+        /// The L-BFGS run; one evaluation is M draws of ∇ log p(x, z).
+        lbfgs: Convergence,
+        /// Gradient evaluations (of M draws each) behind the finite-difference Hessian of the
+        /// objective (4D; 0 without linear response).
+        hessian_evaluations: usize,
+        /// The maximised ELBO on the fixed draws.
+        elbo: f64,
+        /// Its standard error for the choice of draws.
+        elbo_se: f64,
+    },
+}
+
+impl Method {
+    fn write_header(&self, f: &mut fmt::Formatter<'_>, family: &str) -> fmt::Result {
+        let lbfgs = |f: &mut fmt::Formatter<'_>, c: &Convergence, hessian: usize| {
+            write!(f, "  stopped    after {} L-BFGS iterations ({} gradient evaluations", c.iterations, c.evaluations)?;
+            if hessian > 0 {
+                write!(f, ", and {hessian} for the Hessian")?;
+            }
+            writeln!(f, "): gradient norm {:.2e} ≤ {:.0e}", c.grad_norm, c.tol_grad)
+        };
+        match self {
+            Method::Advi => Ok(()),
+            Method::Laplace { lbfgs: c, hessian_evaluations } => {
+                writeln!(f, "Laplace at the MAP: {family}, covariance = (Hessian of −log p(x, z))⁻¹")?;
+                lbfgs(f, c, *hessian_evaluations)
+            }
+            Method::Dadvi { draws, antithetic, lbfgs: c, hessian_evaluations, elbo, elbo_se } => {
+                let pairs = if *antithetic { " in antithetic pairs" } else { "" };
+                writeln!(f, "DADVI: {family}, {draws} fixed draws{pairs}, L-BFGS")?;
+                lbfgs(f, c, *hessian_evaluations)?;
+                writeln!(f, "  ELBO       {elbo:.4} ± {elbo_se:.4} on the fixed draws (s.e. for the choice of draws)")
+            }
+        }
     }
 }

@@ -39,6 +39,7 @@ pub mod family;
 pub mod fit;
 pub mod latent;
 pub mod linalg;
+pub mod map;
 pub mod model;
 pub mod noise;
 pub mod objective;
@@ -51,7 +52,7 @@ pub mod svi;
 
 pub use error::{Error, Result};
 pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
-pub use fit::{Fit, Report, StopReason};
+pub use fit::{Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::Estimator;

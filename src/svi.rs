@@ -20,9 +20,10 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
-use crate::fit::{Fit, StopReason, SUMMARY_DRAWS};
+use crate::fit::{Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::Latents;
 use crate::linalg::to_f64_vec;
+use crate::map::Map;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
@@ -66,6 +67,7 @@ pub struct Advi<F: Family> {
     device: Device,
     init_loc: Option<Vec<f64>>,
     init_values: Vec<(String, Vec<f64>)>,
+    init_map: Option<Map>,
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
     init_scale: f64,
@@ -93,6 +95,7 @@ impl<F: Family> Advi<F> {
             device: Device::Cpu,
             init_loc: None,
             init_values: Vec::new(),
+            init_map: None,
             batch: None,
             clip_grad_norm: None,
             init_scale: 0.1,
@@ -172,6 +175,14 @@ impl<F: Family> Advi<F> {
     pub fn init_value(mut self, name: &str, values: impl AsRef<[f64]>) -> Self {
         self.init_values.retain(|(n, _)| n != name);
         self.init_values.push((name.to_string(), values.as_ref().to_vec()));
+        self
+    }
+
+    /// Start q's mean at the posterior mode found by `map` (from `init_loc` / `init_value`), the
+    /// MAP in the unconstrained space; see [`crate::map::Map`]. Its curvature check is skipped: a
+    /// start needs no Hessian.
+    pub fn init_map(mut self, map: Map) -> Self {
+        self.init_map = Some(map);
         self
     }
 
@@ -264,7 +275,10 @@ impl<F: Family> Advi<F> {
             Some(loc) => loc.clone(),
             None => vec![0.0; d],
         };
-        let loc = self.apply_init_values(loc, model)?;
+        let mut loc = self.apply_init_values(loc, model)?;
+        if let Some(map) = &self.init_map {
+            loc = map.as_start(self.dtype, &self.device).init_loc(loc).fit(model)?.loc().to_vec();
+        }
         let init =
             Init { loc, scale: self.init_scale, link: self.link, dtype: self.dtype, device: self.device.clone() };
         let q = self.family.init(&init)?;
@@ -491,6 +505,7 @@ impl<F: Family> Advi<F> {
             latents,
             summary,
             halvings: state.halvings,
+            method: Method::Advi,
         })
     }
 
@@ -649,7 +664,7 @@ fn snapshot<Q: VariationalFamily>(q: &Q) -> Result<Vec<Tensor>> {
 }
 
 /// The named latents of the model, or one real block `z` for a plain [`LogJoint`].
-fn latents_of<M: LogJoint + ?Sized>(model: &M) -> Latents {
+pub(crate) fn latents_of<M: LogJoint + ?Sized>(model: &M) -> Latents {
     model.named_latents().cloned().unwrap_or_else(|| Latents::new().real("z", [model.dim()]))
 }
 
@@ -693,7 +708,7 @@ fn name_coordinates<M: LogJoint + ?Sized>(detail: &str, model: &M) -> String {
 }
 
 /// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).
-fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
+pub(crate) fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
     q: &Q,
     model: &M,
     draws: usize,
@@ -717,7 +732,7 @@ fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
 }
 
 /// Mean and Monte Carlo standard error.
-fn mean_se(x: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_se(x: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
     let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);

@@ -1,0 +1,317 @@
+//! L-BFGS through argmin (Liu & Nocedal 1989), with More–Thuente line searches, safeguarded for
+//! models whose log density overflows far from the mode.
+//!
+//! ```text
+//! minimise f(x), x ∈ ℝⁿ:   x_{k+1} = x_k − α_k H_k ∇f(x_k)
+//!   H_k  the inverse-Hessian approximation from the last m pairs (x_{i+1} − x_i, ∇f_{i+1} − ∇f_i)
+//!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1
+//! converged when ‖∇f(x_k)‖₂ ≤ tol_grad
+//! ```
+//!
+//! Each start (and restart) first takes one steepest-descent step whose first trial moves no
+//! coordinate by more than 1 (α = 1 / ‖∇f‖∞), since L-BFGS's unscaled first trial −∇f can land where
+//! exp overflows; a line search that meets a non-finite f is restarted from the best point with that
+//! bound divided by 10. Every run ends: after `max_iters` iterations, 20 restarts, or 20 evaluations
+//! per allowed iteration, whichever comes first.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
+use argmin::core::observers::{Observe, ObserverMode};
+use argmin::core::{CostFunction, Executor, Gradient, IterState, LineSearch, State, TerminationReason, KV};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+
+use super::describe_direction;
+use crate::{Error, Result};
+
+/// Settings of the L-BFGS runs behind MAP, Laplace and deterministic ADVI.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lbfgs {
+    /// The most iterations (default 1,000).
+    pub max_iters: usize,
+    /// Converged when the gradient's Euclidean norm is at most this (default 10⁻⁶).
+    pub tol_grad: f64,
+    /// m, how many recent steps shape the inverse-Hessian approximation (default 10).
+    pub memory: usize,
+}
+
+impl Default for Lbfgs {
+    fn default() -> Self {
+        Lbfgs { max_iters: 1_000, tol_grad: 1e-6, memory: 10 }
+    }
+}
+
+impl Lbfgs {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.tol_grad > 0.0 && self.tol_grad.is_finite()) {
+            return Err(Error::config("tol_grad", self.tol_grad, "the gradient tolerance must be positive and finite"));
+        }
+        if self.memory == 0 {
+            return Err(Error::config("memory", 0, "L-BFGS needs at least one stored step"));
+        }
+        Ok(())
+    }
+}
+
+/// How an L-BFGS run reached its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Convergence {
+    /// L-BFGS iterations.
+    pub iterations: usize,
+    /// Evaluations of the objective with its gradient, line searches included.
+    pub evaluations: usize,
+    /// ‖∇f‖₂ at the answer (at most the tolerance).
+    pub grad_norm: f64,
+    /// The gradient tolerance it met.
+    pub tol_grad: f64,
+    /// Restarts from the best point after a failed line search.
+    pub restarts: usize,
+}
+
+/// An evaluated point: x, f(x) and ∇f(x).
+pub(crate) type Point = (Vec<f64>, f64, Vec<f64>);
+
+/// A smooth objective: its value and gradient at a point, and how many evaluations it has made.
+pub(crate) trait Smooth {
+    fn value_and_gradient(&self, x: &[f64]) -> Result<(f64, Vec<f64>)>;
+    fn evaluations(&self) -> usize;
+}
+
+/// What [`minimize`] found.
+#[derive(Debug)]
+pub(crate) struct Minimum {
+    pub x: Vec<f64>,
+    pub value: f64,
+    pub convergence: Convergence,
+    /// f at the start and after every iteration.
+    pub trace: Vec<f64>,
+}
+
+const MAX_RESTARTS: usize = 20;
+const EVALUATIONS_PER_ITERATION: usize = 20;
+
+/// Minimises `problem` from `x0` with L-BFGS; `names` name the coordinates in messages and
+/// `method` names the optimisation. Fails with [`Error::NotConverged`], saying why, unless the
+/// gradient norm reaches the tolerance.
+pub(crate) fn minimize<P: Smooth>(
+    problem: &P,
+    x0: Vec<f64>,
+    settings: &Lbfgs,
+    method: &'static str,
+    names: &[String],
+) -> Result<Minimum> {
+    settings.validate()?;
+    let limit = problem.evaluations() + EVALUATIONS_PER_ITERATION * settings.max_iters.max(1);
+    let adapter = Adapter { problem, best: RefCell::new(None), failure: RefCell::new(None), limit };
+    let start_evaluations = problem.evaluations();
+    adapter.eval(&x0)?;
+    let origin = x0.clone();
+    let trace = Arc::new(Mutex::new(vec![adapter.best_value()]));
+    let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
+    loop {
+        let (x, f, g) = adapter.best();
+        let grad_norm = norm(&g);
+        let fail = |iterations: usize, detail: String| Error::NotConverged { method, iterations, grad_norm, detail };
+        if grad_norm <= settings.tol_grad {
+            let convergence = Convergence {
+                iterations,
+                evaluations: problem.evaluations() - start_evaluations,
+                grad_norm,
+                tol_grad: settings.tol_grad,
+                restarts,
+            };
+            let trace = trace.lock().map(|t| t.clone()).unwrap_or_default();
+            return Ok(Minimum { x, value: f, convergence, trace });
+        }
+        if iterations >= settings.max_iters {
+            return Err(fail(
+                iterations,
+                format!(
+                    "it reached max_iters = {}; raise it with `.max_iters(…)`, or loosen `.tol_grad(…)` (now {:e})",
+                    settings.max_iters, settings.tol_grad
+                ),
+            ));
+        }
+        if restarts > MAX_RESTARTS {
+            return Err(fail(
+                iterations,
+                format!("{MAX_RESTARTS} line searches failed; the last: {}", adapter.failure_text(&origin, names)),
+            ));
+        }
+        // One steepest-descent iteration with a bounded first trial, then L-BFGS proper.
+        let alpha = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let (n, _) = run(&adapter, (x.clone(), f, g), alpha, 1, settings, &trace)?;
+        iterations += n;
+        if adapter.best_value() >= f {
+            if adapter.failure_was_nonfinite() && restarts < MAX_RESTARTS {
+                first_step /= 10.0;
+                restarts += 1;
+                continue;
+            }
+            return Err(fail(
+                iterations,
+                format!(
+                    "no step along −∇f decreased f: {}. If that is rounding error (F32 data, a huge data set), \
+                 raise `.tol_grad(…)` above the gradient norm",
+                    adapter.failure_text(&origin, names)
+                ),
+            ));
+        }
+        first_step = 1.0;
+        let budget = settings.max_iters.saturating_sub(iterations);
+        let (n, reason) = run(&adapter, adapter.best(), 1.0, budget, settings, &trace)?;
+        iterations += n;
+        if let Some(TerminationReason::SolverExit(_)) = reason {
+            restarts += 1; // a failed line search: restart from the best point with fresh memory
+        }
+    }
+}
+
+/// One argmin run of L-BFGS from `start` (x, f, ∇f) with first trial step `alpha`, for at most
+/// `iterations` iterations; returns the iterations run and why it ended.
+fn run<P: Smooth>(
+    adapter: &Adapter<'_, P>,
+    start: Point,
+    alpha: f64,
+    iterations: usize,
+    settings: &Lbfgs,
+    trace: &Arc<Mutex<Vec<f64>>>,
+) -> Result<(usize, Option<TerminationReason>)> {
+    let mut line_search = MoreThuenteLineSearch::new();
+    line_search.initial_step_length(alpha).map_err(argmin_error)?;
+    let solver = LBFGS::new(line_search, settings.memory)
+        .with_tolerance_grad(settings.tol_grad)
+        .and_then(|s| s.with_tolerance_cost(0.0))
+        .map_err(argmin_error)?;
+    let (x, f, g) = start;
+    let result = Executor::new(ByRef(adapter), solver)
+        .configure(|state| state.param(x).cost(f).gradient(g).max_iters(iterations as u64))
+        .add_observer(Recorder(trace.clone()), ObserverMode::Always)
+        .timer(false)
+        .run()
+        .map_err(argmin_error)?;
+    let state = result.state();
+    Ok((state.get_iter() as usize, state.get_termination_reason().cloned()))
+}
+
+/// An argmin error as ours: one of ours that travelled through argmin comes back as itself.
+fn argmin_error(e: argmin::core::Error) -> Error {
+    match e.downcast::<Error>() {
+        Ok(ours) => ours,
+        Err(other) => Error::ModelOutput { problem: format!("could not be optimised: argmin failed with '{other}'") },
+    }
+}
+
+/// Records f after every iteration.
+struct Recorder(Arc<Mutex<Vec<f64>>>);
+
+impl Observe<IterState<Vec<f64>, Vec<f64>, (), (), (), f64>> for Recorder {
+    fn observe_iter(
+        &mut self,
+        state: &IterState<Vec<f64>, Vec<f64>, (), (), (), f64>,
+        _kv: &KV,
+    ) -> std::result::Result<(), argmin::core::Error> {
+        if let Ok(mut trace) = self.0.lock() {
+            trace.push(state.get_cost());
+        }
+        Ok(())
+    }
+}
+
+/// The objective as argmin sees it: keeps the best point evaluated and the last failure, and stops
+/// evaluating past the budget.
+struct Adapter<'a, P> {
+    problem: &'a P,
+    best: RefCell<Option<Point>>,
+    failure: RefCell<Option<(Vec<f64>, Error)>>,
+    limit: usize,
+}
+
+impl<P: Smooth> Adapter<'_, P> {
+    fn eval(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
+        if self.problem.evaluations() >= self.limit {
+            return Err(Error::config("max_iters", self.limit, "the evaluation budget of the line searches is spent"));
+        }
+        match self.problem.value_and_gradient(x) {
+            Ok((f, g)) => {
+                let better = self.best.borrow().as_ref().is_none_or(|(_, best, _)| f < *best);
+                if better {
+                    *self.best.borrow_mut() = Some((x.to_vec(), f, g.clone()));
+                }
+                Ok((f, g))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                *self.failure.borrow_mut() = Some((x.to_vec(), e));
+                Err(Error::ModelOutput { problem: message })
+            }
+        }
+    }
+
+    fn best(&self) -> Point {
+        self.best.borrow().clone().unwrap_or_default()
+    }
+
+    fn best_value(&self) -> f64 {
+        self.best.borrow().as_ref().map_or(f64::INFINITY, |b| b.1)
+    }
+
+    fn failure_was_nonfinite(&self) -> bool {
+        matches!(&*self.failure.borrow(), Some((_, Error::ModelOutput { .. })))
+    }
+
+    /// The last failed evaluation, with the direction from `from` to it (or, if it is not finite,
+    /// to the best point) by coordinate name.
+    fn failure_text(&self, from: &[f64], names: &[String]) -> String {
+        match &*self.failure.borrow() {
+            Some((at, e)) => {
+                let (best, best_f, _) = self.best();
+                let to = if at.iter().all(|v| v.is_finite()) { at.as_slice() } else { best.as_slice() };
+                let step: Vec<f64> = to.iter().zip(from).map(|(a, b)| a - b).collect();
+                let towards = if norm(&step) > 0.0 && norm(&step).is_finite() {
+                    format!(
+                        "; the search went along {} to {} (−log p = {best_f:.6e} at the best point)",
+                        describe_direction(&step, names),
+                        super::bridge::short(to)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{e}{towards}. If log p(x, z) grows without bound that way, the posterior has no finite mode \
+                     (an improper prior?); otherwise start elsewhere (`init_value`)"
+                )
+            }
+            None => "the line search found no point with a lower value (no evaluation failed)".into(),
+        }
+    }
+}
+
+/// argmin takes its problem by value: this passes the adapter by reference.
+struct ByRef<'b, 'a, P>(&'b Adapter<'a, P>);
+
+impl<P: Smooth> CostFunction for ByRef<'_, '_, P> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, x: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        Ok(self.0.eval(x)?.0)
+    }
+}
+
+impl<P: Smooth> Gradient for ByRef<'_, '_, P> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, x: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        Ok(self.0.eval(x)?.1)
+    }
+}
+
+/// The Euclidean norm (scaled, so that it overflows only if the norm itself does).
+pub(crate) fn norm(v: &[f64]) -> f64 {
+    let top = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if top == 0.0 || !top.is_finite() {
+        return top;
+    }
+    top * v.iter().map(|x| (x / top).powi(2)).sum::<f64>().sqrt()
+}

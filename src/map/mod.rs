@@ -1,0 +1,214 @@
+//! Deterministic answers through argmin's L-BFGS: the posterior mode (MAP), the Laplace
+//! approximation at it, and deterministic ADVI (DADVI, Giordano, Ingram & Broderick 2024) with
+//! linear-response covariances.
+//!
+//! ```text
+//! MAP:      ẑ = argmin_z −log p(x, z)                 z unconstrained; log p includes log|det J|
+//! Laplace:  q(z) = N(ẑ, H⁻¹),   H = ∇²_z(−log p(x, z)) at ẑ   (central differences of ∇ log p)
+//! DADVI:    η̂ = argmax_η ELBO_M(η),   η = (μ, log σ),   ε₁ … ε_M ~ N(0, I) drawn once
+//!           ELBO_M(η) = 1/M Σ_m log p(x, μ + σ ⊙ ε_m) + Σᵢ log σᵢ + D/2 (1 + log 2π)
+//!           Cov_LR(z) = [H_η⁻¹]_μμ,   H_η = ∇²_η(−ELBO_M) at η̂          (linear response)
+//!           Cov(η̂) ≈ H_η⁻¹ V H_η⁻¹ / M,  V = sample covariance of the per-draw gradients (sandwich)
+//! ```
+//!
+//! [`NegLogJoint`] is the bridge from any [`crate::LogJoint`] (plain, or a [`crate::Model`] with
+//! constrained latents) to argmin's `CostFunction` and `Gradient`. [`Map`] finds the mode and
+//! reports it by name in the constrained space; [`Laplace`] and [`Dadvi`] return the same
+//! [`crate::Fit`] as stochastic ADVI (report, summaries by name, draws, k̂), with the method named.
+
+mod bridge;
+mod hessian;
+mod laplace;
+mod lbfgs;
+mod mode;
+
+pub use bridge::NegLogJoint;
+pub use laplace::Laplace;
+pub use lbfgs::{Convergence, Lbfgs};
+pub use mode::{Map, MapFit};
+
+use std::time::Duration;
+
+use candle_core::{DType, Device};
+
+use crate::diagnose::Diagnostics;
+use crate::family::VariationalFamily;
+use crate::fit::{Fit, Method, StopReason, SUMMARY_DRAWS};
+use crate::latent::{Bijector, Latents};
+use crate::model::LogJoint;
+use crate::noise::{Noise, Stream};
+use crate::summary::Draws;
+use crate::svi::{latents_of, log_ratios, mean_se};
+use crate::{Error, Estimator, Optimizer, Result};
+
+/// The name of every unconstrained coordinate of z: a real latent's element names (`mu`,
+/// `theta[3]`), and `u(tau)`, `u(w)[0]`, … for the coordinates behind a constrained latent.
+pub(crate) fn coordinate_names(latents: &Latents) -> Vec<String> {
+    latents
+        .blocks()
+        .iter()
+        .flat_map(|b| match (b.bijector(), b.unconstrained_len()) {
+            (Bijector::Real, _) => b.element_names(),
+            (_, 1) => vec![format!("u({})", b.name())],
+            (_, n) => (0..n).map(|k| format!("u({})[{k}]", b.name())).collect(),
+        })
+        .collect()
+}
+
+/// A direction by its largest components, e.g. `0.707 × a − 0.707 × b`, signed so that the
+/// largest is positive.
+pub(crate) fn describe_direction(v: &[f64], names: &[String]) -> String {
+    const SHOW: usize = 6;
+    let len = lbfgs::norm(v);
+    if len == 0.0 || !len.is_finite() {
+        return "(none)".into();
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[b].abs().total_cmp(&v[a].abs()));
+    let sign = if v[order[0]] < 0.0 { -1.0 } else { 1.0 };
+    let top = v[order[0]].abs();
+    let shown: Vec<usize> = order.iter().copied().take_while(|&i| v[i].abs() >= 0.05 * top).take(SHOW).collect();
+    let mut text = String::new();
+    for (k, &i) in shown.iter().enumerate() {
+        let c = sign * v[i] / len;
+        let name = names.get(i).cloned().unwrap_or_else(|| format!("z[{i}]"));
+        match (k, c < 0.0) {
+            (0, _) => text.push_str(&format!("{c:.3} × {name}")),
+            (_, true) => text.push_str(&format!(" − {:.3} × {name}", -c)),
+            (_, false) => text.push_str(&format!(" + {c:.3} × {name}")),
+        }
+    }
+    let rest = v.len() - shown.len();
+    if rest > 0 {
+        text.push_str(&format!(" (+ {rest} smaller components)"));
+    }
+    text
+}
+
+/// Where an optimisation starts: `init_loc` (or 0), with the blocks given by `init_value`
+/// (constrained values by name) overwritten.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Start {
+    pub loc: Option<Vec<f64>>,
+    pub values: Vec<(String, Vec<f64>)>,
+}
+
+impl Start {
+    pub(crate) fn value(&mut self, name: &str, values: &[f64]) {
+        self.values.retain(|(n, _)| n != name);
+        self.values.push((name.to_string(), values.to_vec()));
+    }
+
+    /// The unconstrained starting point for `model`, after checking the model's declaration.
+    pub(crate) fn point<M: LogJoint + ?Sized>(&self, model: &M) -> Result<Vec<f64>> {
+        let d = model.dim();
+        if d == 0 {
+            return Err(Error::ModelOutput {
+                problem: "dim() is 0: a model needs at least one latent coordinate".into(),
+            });
+        }
+        let latents = latents_of(model);
+        latents.validate()?;
+        let mut loc = match &self.loc {
+            Some(loc) if loc.len() != d => {
+                return Err(Error::DimensionMismatch { what: "init_loc".into(), expected: d, got: loc.len() })
+            }
+            Some(loc) => loc.clone(),
+            None => vec![0.0; d],
+        };
+        if let Some(i) = loc.iter().position(|x| !x.is_finite()) {
+            return Err(Error::config("init_loc", loc[i], format!("coordinate {i} is not finite")));
+        }
+        for (name, values) in &self.values {
+            let u = latents.unconstrain(name, values)?;
+            let block = latents.block(name)?;
+            loc[block.offset()..block.offset() + block.unconstrained_len()].copy_from_slice(&u);
+        }
+        Ok(loc)
+    }
+}
+
+/// The settings of the final report of a [`Fit`]: fresh draws for the ELBO and k̂, and the seed.
+#[derive(Clone, Debug)]
+pub(crate) struct Reporting {
+    pub seed: u64,
+    pub elbo_draws: usize,
+    pub diagnostics: bool,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Reporting {
+    fn new() -> Self {
+        Reporting { seed: 0, elbo_draws: 1_000, diagnostics: true, dtype: DType::F64, device: Device::Cpu }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.elbo_draws < 2 {
+            return Err(Error::config(
+                "elbo_draws",
+                self.elbo_draws,
+                "at least 2 draws are needed for a standard error",
+            ));
+        }
+        if !matches!(self.dtype, DType::F32 | DType::F64) {
+            return Err(Error::config("dtype", format!("{:?}", self.dtype), "use DType::F32 or DType::F64"));
+        }
+        Ok(())
+    }
+
+    /// The [`Fit`] of q: ELBO ± s.e. and PSIS k̂ on fresh draws, the summary by name, as ADVI's.
+    fn fit<Q: VariationalFamily, M: LogJoint + ?Sized>(
+        &self,
+        q: Q,
+        model: &M,
+        method: Method,
+        iterations: usize,
+        trace: Vec<f64>,
+        elapsed: Duration,
+    ) -> Result<Fit<Q>> {
+        let ratios = log_ratios(&q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
+        let (elbo, elbo_se) = mean_se(&ratios);
+        let latents = latents_of(model);
+        let eps =
+            Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
+        let summary = Draws::from_unconstrained(&latents, &q.rsample(&eps)?.detach())?.summary();
+        Ok(Fit {
+            family: q.name(),
+            q,
+            // the report names the method instead of an estimator and a stochastic optimiser
+            estimator: Estimator::Entropy,
+            optimizer: Optimizer::default(),
+            stop_reason: StopReason::GradientTolerance,
+            iterations,
+            skipped: 0,
+            trace,
+            elbo,
+            elbo_se,
+            elbo_draws: self.elbo_draws,
+            elbo_nonfinite: ratios.iter().filter(|x| !x.is_finite()).count(),
+            diagnostics: self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios)),
+            elapsed,
+            seed: self.seed,
+            latents,
+            summary,
+            halvings: 0,
+            method,
+        })
+    }
+}
+
+/// What a Hessian of −log p that is not positive definite means, and what to do.
+pub(crate) const FLAT_POSTERIOR: &str = "The posterior is flat (improper) or curves the wrong way along that \
+     direction, so there is no finite, unique mode: give the latents along it a proper prior, or remove the \
+     redundancy between them.";
+
+/// [`Error::NonFiniteInit`] for a start where log p or its gradient is not finite.
+pub(crate) fn bad_start(e: Error) -> Error {
+    match e {
+        Error::ModelOutput { problem } if problem.starts_with("returned") || problem.starts_with("has a non") => {
+            Error::NonFiniteInit { detail: format!("the model's log_joint {problem}, the starting point") }
+        }
+        other => other,
+    }
+}
