@@ -141,7 +141,9 @@ impl<Q> Fit<Q> {
         self.diagnostics.as_ref().map_or(f64::NAN, |d| d.k_hat)
     }
 
-    /// The ELBO estimate of every step (NaN where a step was skipped).
+    /// The ELBO estimate of every step (NaN where a step was skipped); for deterministic ADVI the
+    /// ELBO on the fixed draws after every L-BFGS iteration, for Laplace log p(x, z) along the
+    /// search for the mode.
     pub fn trace(&self) -> &[f64] {
         &self.trace
     }
@@ -230,7 +232,14 @@ impl<Q> Fit<Q> {
                 d.log_evidence, d.log_evidence_se
             )?;
         }
-        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)?;
+        match self.method {
+            Method::Advi => write!(
+                f,
+                "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped",
+                self.skipped
+            )?,
+            _ => write!(f, "  time       {secs:.3} s")?,
+        }
         if self.halvings > 0 {
             write!(
                 f,
@@ -290,11 +299,14 @@ pub enum Method {
 impl Method {
     fn write_header(&self, f: &mut fmt::Formatter<'_>, family: &str) -> fmt::Result {
         let lbfgs = |f: &mut fmt::Formatter<'_>, c: &Convergence, hessian: usize| {
-            write!(f, "  stopped    after {} L-BFGS iterations ({} gradient evaluations", c.iterations, c.evaluations)?;
+            writeln!(f, "  stopped    after {c}")?;
             if hessian > 0 {
-                write!(f, ", and {hessian} for the Hessian")?;
+                writeln!(
+                    f,
+                    "  Hessian    by central differences of the gradient: {hessian} more gradient evaluations"
+                )?;
             }
-            writeln!(f, "): gradient norm {:.2e} ≤ {:.0e}", c.grad_norm, c.tol_grad)
+            Ok(())
         };
         match self {
             Method::Advi => Ok(()),

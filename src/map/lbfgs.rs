@@ -15,6 +15,7 @@
 //! per allowed iteration, whichever comes first.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use argmin::core::observers::{Observe, ObserverMode};
@@ -61,16 +62,35 @@ pub struct Convergence {
     pub iterations: usize,
     /// Evaluations of the objective with its gradient, line searches included.
     pub evaluations: usize,
-    /// ‖∇f‖₂ at the answer (at most the tolerance).
+    /// ‖∇f‖₂ at the answer (at most the tolerance, unless at the rounding floor).
     pub grad_norm: f64,
-    /// The gradient tolerance it met.
+    /// The gradient tolerance.
     pub tol_grad: f64,
+    /// Whether it stopped above the tolerance because f could be decreased no further in
+    /// floating point: the gain a line search could make was below the rounding noise of f.
+    pub rounding_floor: bool,
     /// Restarts from the best point after a failed line search.
     pub restarts: usize,
 }
 
 /// An evaluated point: x, f(x) and ∇f(x).
 pub(crate) type Point = (Vec<f64>, f64, Vec<f64>);
+
+impl fmt::Display for Convergence {
+    /// `12 L-BFGS iterations, 13 gradient evaluations: gradient norm 9.4e-7 ≤ 1e-6`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} L-BFGS iterations, {} gradient evaluations: gradient norm {:.2e}",
+            self.iterations, self.evaluations, self.grad_norm
+        )?;
+        if self.rounding_floor {
+            write!(f, " (above the tolerance {:.0e}, but f can decrease no further in floating point)", self.tol_grad)
+        } else {
+            write!(f, " ≤ {:.0e}", self.tol_grad)
+        }
+    }
+}
 
 /// A smooth objective: its value and gradient at a point, and how many evaluations it has made.
 pub(crate) trait Smooth {
@@ -83,17 +103,23 @@ pub(crate) trait Smooth {
 pub(crate) struct Minimum {
     pub x: Vec<f64>,
     pub value: f64,
+    pub gradient: Vec<f64>,
     pub convergence: Convergence,
     /// f at the start and after every iteration.
     pub trace: Vec<f64>,
 }
 
 const MAX_RESTARTS: usize = 20;
+/// An L-BFGS run also stops when an iteration changes f by less than this many ε |f| (then
+/// [`at_rounding_floor`] decides whether that is the end), so that it does not spend many line
+/// searches on changes lost in rounding.
+const COST_ULPS: f64 = 64.0;
 const EVALUATIONS_PER_ITERATION: usize = 20;
 
 /// Minimises `problem` from `x0` with L-BFGS; `names` name the coordinates in messages and
-/// `method` names the optimisation. Fails with [`Error::NotConverged`], saying why, unless the
-/// gradient norm reaches the tolerance.
+/// `method` names the optimisation. Converged when the gradient norm reaches the tolerance, or when
+/// f cannot be decreased further in floating point ([`at_rounding_floor`]); otherwise fails with
+/// [`Error::NotConverged`], saying why.
 pub(crate) fn minimize<P: Smooth>(
     problem: &P,
     x0: Vec<f64>,
@@ -109,20 +135,27 @@ pub(crate) fn minimize<P: Smooth>(
     let origin = x0.clone();
     let trace = Arc::new(Mutex::new(vec![adapter.best_value()]));
     let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
+    // 1 / κ along −g, once a stalled run has measured it: the first trial of the next restart
+    let mut newton_step: Option<f64> = None;
+    let done = |iterations: usize, restarts: usize, rounding_floor: bool| {
+        let (x, value, gradient) = adapter.best();
+        let convergence = Convergence {
+            iterations,
+            evaluations: problem.evaluations() - start_evaluations,
+            grad_norm: norm(&gradient),
+            tol_grad: settings.tol_grad,
+            rounding_floor,
+            restarts,
+        };
+        let trace = trace.lock().map(|t| t.clone()).unwrap_or_default();
+        Ok(Minimum { x, value, gradient, convergence, trace })
+    };
     loop {
         let (x, f, g) = adapter.best();
         let grad_norm = norm(&g);
         let fail = |iterations: usize, detail: String| Error::NotConverged { method, iterations, grad_norm, detail };
         if grad_norm <= settings.tol_grad {
-            let convergence = Convergence {
-                iterations,
-                evaluations: problem.evaluations() - start_evaluations,
-                grad_norm,
-                tol_grad: settings.tol_grad,
-                restarts,
-            };
-            let trace = trace.lock().map(|t| t.clone()).unwrap_or_default();
-            return Ok(Minimum { x, value: f, convergence, trace });
+            return done(iterations, restarts, false);
         }
         if iterations >= settings.max_iters {
             return Err(fail(
@@ -136,12 +169,16 @@ pub(crate) fn minimize<P: Smooth>(
         if restarts > MAX_RESTARTS {
             return Err(fail(
                 iterations,
-                format!("{MAX_RESTARTS} line searches failed; the last: {}", adapter.failure_text(&origin, names)),
+                format!(
+                    "it was restarted {MAX_RESTARTS} times after failed or stalled line searches; the last failure: {}",
+                    adapter.failure_text(&origin, names)
+                ),
             ));
         }
         // One steepest-descent iteration with a bounded first trial, then L-BFGS proper.
-        let alpha = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let (n, _) = run(&adapter, (x.clone(), f, g), alpha, 1, settings, &trace)?;
+        let bounded = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let alpha = newton_step.take().map_or(bounded, |a| a.min(bounded));
+        let (n, _) = run(&adapter, (x.clone(), f, g.clone()), alpha, 1, settings, &trace)?;
         iterations += n;
         if adapter.best_value() >= f {
             if adapter.failure_was_nonfinite() && restarts < MAX_RESTARTS {
@@ -149,23 +186,83 @@ pub(crate) fn minimize<P: Smooth>(
                 restarts += 1;
                 continue;
             }
+            if at_rounding_floor(problem, &x, f, &g).0 {
+                return done(iterations, restarts, true);
+            }
             return Err(fail(
                 iterations,
-                format!(
-                    "no step along −∇f decreased f: {}. If that is rounding error (F32 data, a huge data set), \
-                 raise `.tol_grad(…)` above the gradient norm",
-                    adapter.failure_text(&origin, names)
-                ),
+                format!("no step along −∇f decreased f: {}", adapter.failure_text(&origin, names)),
             ));
         }
         first_step = 1.0;
         let budget = settings.max_iters.saturating_sub(iterations);
         let (n, reason) = run(&adapter, adapter.best(), 1.0, budget, settings, &trace)?;
         iterations += n;
-        if let Some(TerminationReason::SolverExit(_)) = reason {
-            restarts += 1; // a failed line search: restart from the best point with fresh memory
+        let (x, f, g) = adapter.best();
+        if norm(&g) > settings.tol_grad
+            && matches!(reason, Some(TerminationReason::SolverExit(_) | TerminationReason::SolverConverged))
+        {
+            // a failed line search, or a change of f lost in rounding: done if f cannot decrease any
+            // further, else restart from the best point with fresh memory
+            let (reached, kappa) = at_rounding_floor(problem, &x, f, &g);
+            if reached {
+                return done(iterations, restarts, true);
+            }
+            newton_step = kappa.map(|k| 1.0 / k);
+            restarts += 1;
         }
     }
+}
+
+impl Minimum {
+    /// One Newton step x ← x − H⁻¹∇f(x) with `inverse` = H⁻¹ at x (row-major), kept if it lowers
+    /// ‖∇f‖ without raising f beyond its rounding: the finite-difference Hessian sees curvature
+    /// that L-BFGS's approximation and line searches lost to rounding, so the answer sharpens at
+    /// the cost of one evaluation.
+    pub(crate) fn polish<P: Smooth>(&mut self, problem: &P, inverse: &[f64]) {
+        let n = self.x.len();
+        let g = &self.gradient;
+        let x: Vec<f64> = (0..n).map(|i| self.x[i] - (0..n).map(|j| inverse[i * n + j] * g[j]).sum::<f64>()).collect();
+        let before = problem.evaluations();
+        if let Ok((f, gradient)) = problem.value_and_gradient(&x) {
+            if norm(&gradient) < norm(g) && f <= self.value + COST_ULPS * f64::EPSILON * self.value.abs() {
+                let c = &mut self.convergence;
+                c.grad_norm = norm(&gradient);
+                c.rounding_floor = c.grad_norm > c.tol_grad;
+                (self.x, self.value, self.gradient) = (x, f, gradient);
+            }
+        }
+        self.convergence.evaluations += problem.evaluations() - before;
+    }
+}
+
+/// Whether f cannot be decreased from x in floating point, with the curvature along g found on
+/// the way: the most a line search along −g can gain, ‖g‖² / 2κ with κ = gᵀ∇²f g / ‖g‖² from a
+/// difference of gradients (which rounding spares), is below the rounding of f: [`COST_ULPS`] ε |f|,
+/// or 10 × the spread of f at three points a few ulps from x if that is larger.
+fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (bool, Option<f64>) {
+    let gg: f64 = g.iter().map(|v| v * v).sum();
+    let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let x_max = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    if gg == 0.0 || !gg.is_finite() {
+        return (false, None);
+    }
+    let t = f64::EPSILON.cbrt() * x_max / g_max;
+    let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
+    let Ok((_, g_probe)) = problem.value_and_gradient(&probe) else { return (false, None) };
+    let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
+    if !(kappa > 0.0 && kappa.is_finite()) {
+        return (false, None);
+    }
+    let mut noise = COST_ULPS * f64::EPSILON * f.abs();
+    for k in [4.0, -4.0, 8.0] {
+        let nearby: Vec<f64> = x.iter().map(|xi| xi * (1.0 + k * f64::EPSILON)).collect();
+        match problem.value_and_gradient(&nearby) {
+            Ok((f_nearby, _)) => noise = noise.max(10.0 * (f_nearby - f).abs()),
+            Err(_) => return (false, Some(kappa)),
+        }
+    }
+    (gg / (2.0 * kappa) <= noise, Some(kappa))
 }
 
 /// One argmin run of L-BFGS from `start` (x, f, ∇f) with first trial step `alpha`, for at most
@@ -178,15 +275,18 @@ fn run<P: Smooth>(
     settings: &Lbfgs,
     trace: &Arc<Mutex<Vec<f64>>>,
 ) -> Result<(usize, Option<TerminationReason>)> {
+    *adapter.failure.borrow_mut() = None;
     let mut line_search = MoreThuenteLineSearch::new();
     line_search.initial_step_length(alpha).map_err(argmin_error)?;
     let solver = LBFGS::new(line_search, settings.memory)
         .with_tolerance_grad(settings.tol_grad)
-        .and_then(|s| s.with_tolerance_cost(0.0))
+        .and_then(|s| s.with_tolerance_cost(COST_ULPS * f64::EPSILON * start.1.abs().max(1.0)))
         .map_err(argmin_error)?;
-    let (x, f, g) = start;
+    // f and ∇f at x come from the memo; passing f here would set argmin's previous cost to f too,
+    // and its cost tolerance would end the run before the first iteration
+    let (x, _, g) = start;
     let result = Executor::new(ByRef(adapter), solver)
-        .configure(|state| state.param(x).cost(f).gradient(g).max_iters(iterations as u64))
+        .configure(|state| state.param(x).gradient(g).max_iters(iterations as u64))
         .add_observer(Recorder(trace.clone()), ObserverMode::Always)
         .timer(false)
         .run()

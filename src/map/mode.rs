@@ -139,13 +139,14 @@ impl Map {
         let names = coordinate_names(&latents);
         let bridge = NegLogJoint::new(model).dtype(self.dtype).device(self.device.clone());
         bridge.value_and_gradient(&x0).map_err(bad_start)?;
-        let found = minimize(&bridge, x0, &self.lbfgs, "MAP (L-BFGS on −log p(x, z))", &names)?;
+        let mut found = minimize(&bridge, x0, &self.lbfgs, "MAP (L-BFGS on −log p(x, z))", &names)?;
         let hessian = if self.curvature_check {
             let (h, points) = stencil(&found.x);
             let (_, grads) = log_joint_and_grad(model, &points, found.x.len(), self.dtype, &self.device)?;
             let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
             let hessian = Hessian::from_stencil(&h, &neg);
             let inverse = hessian.inverse("the Hessian of −log p(x, z) at the MAP", &names, FLAT_POSTERIOR)?;
+            found.polish(&bridge, &inverse);
             Some((hessian.h, inverse))
         } else {
             None
@@ -260,11 +261,7 @@ impl fmt::Display for MapFit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.convergence;
         writeln!(f, "MAP (L-BFGS on −log p(x, z) in the unconstrained space)")?;
-        writeln!(
-            f,
-            "  stopped    after {} iterations ({} gradient evaluations): gradient norm {:.2e} ≤ {:.0e}",
-            c.iterations, c.evaluations, c.grad_norm, c.tol_grad
-        )?;
+        writeln!(f, "  stopped    after {c}")?;
         writeln!(f, "  log p(x, ẑ) {:.6}", self.log_joint)?;
         writeln!(f, "  time       {:.3} s", self.elapsed.as_secs_f64())?;
         let width = self.names.iter().take(20).map(|n| n.chars().count()).max().unwrap_or(4).max(9);
