@@ -17,12 +17,14 @@
 //! [`crate::Fit`] as stochastic ADVI (report, summaries by name, draws, k̂), with the method named.
 
 mod bridge;
+mod dadvi;
 mod hessian;
 mod laplace;
 mod lbfgs;
 mod mode;
 
 pub use bridge::NegLogJoint;
+pub use dadvi::{Dadvi, DadviFit};
 pub use laplace::Laplace;
 pub use lbfgs::{Convergence, Lbfgs};
 pub use mode::{Map, MapFit};

@@ -1,0 +1,551 @@
+//! Deterministic ADVI (DADVI; Giordano, Ingram & Broderick, JMLR 2024): the ELBO of a mean-field
+//! Gaussian on M draws of ε fixed once, maximised by L-BFGS to a gradient-norm tolerance, with
+//! linear-response covariances and standard errors for the choice of draws.
+//!
+//! ```text
+//! η = (μ, ω),  σ = e^ω,  z_m = μ + σ ⊙ ε_m,  ε₁ … ε_M ~ N(0, I) drawn once (or in pairs ε, −ε)
+//! ELBO_M(η) = 1/M Σ_m log p(x, z_m) + Σᵢ ωᵢ + D/2 (1 + log 2π)          maximised: η̂
+//! ∇_μ ELBO_M = 1/M Σ_m ∇ log p(x, z_m),   ∇_ω ELBO_M = σ ⊙ 1/M Σ_m ∇ log p(x, z_m) ⊙ ε_m + 1
+//! H = ∇²_η(−ELBO_M) at η̂                       (central differences of the gradient, symmetrised)
+//! Cov_LR(z) = [H⁻¹]_μμ                         (linear response: d E_q[z] / d(perturbation))
+//! Cov(η̂) ≈ H⁻¹ V H⁻¹ / U,  V = sample covariance of the U per-draw (per-pair) gradients at η̂
+//! s.e.(ELBO_M) = sd of the U per-draw (per-pair) values of log p / √U
+//! ```
+//!
+//! Mean-field variances are too small when the posterior is correlated (they match the diagonal
+//! of the precision, 1 / Λᵢᵢ); the linear-response covariance recovers the full covariance: for a
+//! Gaussian posterior it equals Λ⁻¹ up to an O(1/M) error from the draws (exactly, with
+//! antithetic pairs). The sandwich Cov(η̂) is the spread of η̂ over fresh choices of the M draws.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::bridge::{log_joint_and_grad, short, Memo};
+use super::hessian::{stencil, Hessian};
+use super::lbfgs::{minimize, Lbfgs, Smooth};
+use super::mode::Map;
+use super::{bad_start, coordinate_names, Reporting, Start};
+use crate::family::{FullRankGaussian, MeanFieldGaussian, ScaleLink};
+use crate::fit::{Fit, Method};
+use crate::model::LogJoint;
+use crate::noise::{Noise, Stream};
+use crate::special::HALF_LN_2PI;
+use crate::summary::Draws;
+use crate::svi::latents_of;
+use crate::{Error, Result};
+
+/// Settings of a deterministic-ADVI fit; [`Dadvi::fit`] runs it.
+///
+/// ```
+/// use elbo::map::Dadvi;
+/// use elbo::prelude::*;
+/// // a correlated Gaussian target: log p(z) = −½ zᵀ Λ z with Λ = [[2, 1.2], [1.2, 1]]
+/// let model = elbo::from_fn(2, |z: &Tensor| {
+///     let lambda = Tensor::new(&[[2.0f64, 1.2], [1.2, 1.0]], z.device())?;
+///     (z.matmul(&lambda)? * z)?.sum(1)? * -0.5
+/// });
+/// let fit = Dadvi::new().draws(30).antithetic(true).fit(&model)?;
+/// // Λ⁻¹ = [[2.5, −3], [−3, 5]]; mean-field variances are 1/Λᵢᵢ = 0.5 and 1
+/// let lr = fit.linear_response_covariance().unwrap();
+/// assert!((lr[0] - 2.5).abs() < 1e-4 && (lr[1] + 3.0).abs() < 1e-4 && (lr[3] - 5.0).abs() < 1e-4);
+/// let var = fit.fit().covariance()?.to_vec2::<f64>()?;
+/// assert!(var[0][0] < 1.0 && var[1][1] < 2.0);
+/// println!("{fit}");
+/// # Ok::<(), elbo::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Dadvi {
+    draws: usize,
+    antithetic: bool,
+    lbfgs: Lbfgs,
+    start: Start,
+    init_map: Option<Map>,
+    init_scale: f64,
+    linear_response: bool,
+    reporting: Reporting,
+}
+
+impl Default for Dadvi {
+    fn default() -> Self {
+        Dadvi::new()
+    }
+}
+
+impl Dadvi {
+    /// The defaults: M = 30 independent draws (the paper's choice), L-BFGS ([`Lbfgs::default`]),
+    /// μ = 0 and σ = 0.1 at the start, linear response on, F64 on the CPU, seed 0, and 1,000 fresh
+    /// draws for the reported ELBO and k̂.
+    pub fn new() -> Self {
+        Dadvi {
+            draws: 30,
+            antithetic: false,
+            lbfgs: Lbfgs::default(),
+            start: Start::default(),
+            init_map: None,
+            init_scale: 0.1,
+            linear_response: true,
+            reporting: Reporting::new(),
+        }
+    }
+
+    /// M, the number of fixed draws of ε (at least 2; even and at least 4 with antithetic pairs).
+    pub fn draws(mut self, m: usize) -> Self {
+        self.draws = m;
+        self
+    }
+
+    /// Draw ε in antithetic pairs (ε, −ε), M / 2 of each: then ELBO_M is exact for a quadratic
+    /// log p, so the means and linear-response covariances of a Gaussian posterior carry no error
+    /// from the draws, and odd-order errors cancel in general (default off: independent draws, as
+    /// in the paper).
+    pub fn antithetic(mut self, on: bool) -> Self {
+        self.antithetic = on;
+        self
+    }
+
+    /// The seed of the fixed draws (and of the fresh draws of the report).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.reporting.seed = seed;
+        self
+    }
+
+    /// All L-BFGS settings at once.
+    pub fn lbfgs(mut self, lbfgs: Lbfgs) -> Self {
+        self.lbfgs = lbfgs;
+        self
+    }
+
+    /// The most L-BFGS iterations.
+    pub fn max_iters(mut self, n: usize) -> Self {
+        self.lbfgs.max_iters = n;
+        self
+    }
+
+    /// Converged when ‖∇_η ELBO_M‖₂ is at most `tol`.
+    pub fn tol_grad(mut self, tol: f64) -> Self {
+        self.lbfgs.tol_grad = tol;
+        self
+    }
+
+    /// The initial mean (unconstrained, length D); default 0.
+    pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
+        self.start.loc = Some(loc);
+        self
+    }
+
+    /// The initial mean of latent `name`, by its constrained value (as [`crate::Advi::init_value`]).
+    pub fn init_value(mut self, name: &str, values: impl AsRef<[f64]>) -> Self {
+        self.start.value(name, values.as_ref());
+        self
+    }
+
+    /// Start the mean at the MAP found by `map` (from `init_loc` / `init_value`).
+    pub fn init_map(mut self, map: Map) -> Self {
+        self.init_map = Some(map);
+        self
+    }
+
+    /// The initial σ of every coordinate (positive; default 0.1).
+    pub fn init_scale(mut self, scale: f64) -> Self {
+        self.init_scale = scale;
+        self
+    }
+
+    /// Whether to compute the Hessian of the objective at the optimum, for the linear-response
+    /// covariances and the standard errors of the means (default on; 4D gradient evaluations of
+    /// M draws each, in batches).
+    pub fn linear_response(mut self, on: bool) -> Self {
+        self.linear_response = on;
+        self
+    }
+
+    /// How many fresh draws estimate the reported ELBO and k̂ (at least 2).
+    pub fn elbo_draws(mut self, n: usize) -> Self {
+        self.reporting.elbo_draws = n;
+        self
+    }
+
+    /// Whether to compute the PSIS diagnostics (default on).
+    pub fn diagnostics(mut self, on: bool) -> Self {
+        self.reporting.diagnostics = on;
+        self
+    }
+
+    /// The dtype of q and of the z handed to the model (default F64).
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.reporting.dtype = dtype;
+        self
+    }
+
+    /// The device of q and of the z handed to the model.
+    pub fn device(mut self, device: Device) -> Self {
+        self.reporting.device = device;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.reporting.validate()?;
+        self.lbfgs.validate()?;
+        if self.draws < 2 {
+            return Err(Error::config("draws", self.draws, "at least 2 draws are needed for a standard error"));
+        }
+        if self.antithetic && (self.draws < 4 || self.draws % 2 == 1) {
+            return Err(Error::config(
+                "draws",
+                self.draws,
+                "antithetic pairs need an even number of draws, at least 4",
+            ));
+        }
+        if !(self.init_scale > 0.0 && self.init_scale.is_finite()) {
+            return Err(Error::config("init_scale", self.init_scale, "the initial scale must be positive and finite"));
+        }
+        Ok(())
+    }
+
+    /// Fixes the draws, maximises ELBO_M with L-BFGS, and reports. Fails with
+    /// [`Error::NotConverged`] when the gradient tolerance is not reached, and with
+    /// [`Error::NotPositiveDefinite`] when (with linear response on) the objective is flat along a
+    /// direction at the optimum.
+    pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<DadviFit> {
+        self.validate()?;
+        let started = Instant::now();
+        let (dtype, device) = (self.reporting.dtype, self.reporting.device.clone());
+        let mut loc = self.start.point(model)?;
+        if let Some(map) = &self.init_map {
+            loc = map.as_start(dtype, &device).init_loc(loc).fit(model)?.loc().to_vec();
+        }
+        let d = loc.len();
+        let (m, seed) = (self.draws, self.reporting.seed);
+        let mut noise = Noise::new(seed, Stream::Optimise);
+        let eps = if self.antithetic {
+            let half = crate::linalg::to_f64_vec(&noise.standard_normal(m / 2, d, DType::F64, &Device::Cpu)?)?;
+            half.iter().copied().chain(half.iter().map(|e| -e)).collect()
+        } else {
+            crate::linalg::to_f64_vec(&noise.standard_normal(m, d, DType::F64, &Device::Cpu)?)?
+        };
+        let objective = Objective { model, eps, m, d, dtype, device, memo: Memo::default(), last: RefCell::new(None) };
+        let eta0: Vec<f64> = loc.iter().copied().chain(std::iter::repeat_n(self.init_scale.ln(), d)).collect();
+        objective.value_and_gradient(&eta0).map_err(bad_start)?;
+        let names = coordinate_names(&latents_of(model));
+        let eta_names: Vec<String> =
+            names.iter().map(|n| format!("μ({n})")).chain(names.iter().map(|n| format!("log σ({n})"))).collect();
+        let mut found = minimize(&objective, eta0, &self.lbfgs, "DADVI (L-BFGS on −ELBO_M)", &eta_names)?;
+        let inverse = match self.linear_response {
+            true => Some(objective.hessian(&found.x, &eta_names)?.1),
+            false => None,
+        };
+        if let Some(inverse) = &inverse {
+            found.polish(&objective, inverse);
+        }
+        let eta = found.x;
+        let (log_p, grads) = objective.per_draw(&eta)?;
+        let units = objective.units(&eta, &log_p, &grads, self.antithetic);
+        let entropy = eta[d..].iter().sum::<f64>() + d as f64 * (0.5 + HALF_LN_2PI);
+        let elbo = -found.value + d as f64 * (0.5 + HALF_LN_2PI);
+        let (_, se) = crate::svi::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
+        let linear_response = inverse.map(|inverse| LinearResponse::new(&inverse, &units, d));
+        let hessian_evaluations = if self.linear_response { 4 * d } else { 0 };
+        let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
+        let q = MeanFieldGaussian::new(&eta[..d], &sigma, ScaleLink::Log, dtype, &objective.device)?;
+        let c = found.convergence;
+        let method = Method::Dadvi {
+            draws: m,
+            antithetic: self.antithetic,
+            lbfgs: c.clone(),
+            hessian_evaluations,
+            elbo,
+            elbo_se: se,
+        };
+        let trace = found.trace.iter().map(|f| -f + d as f64 * (0.5 + HALF_LN_2PI)).collect();
+        let fit = self.reporting.fit(q, model, method, c.iterations, trace, started.elapsed())?;
+        Ok(DadviFit { fit, names, eps: objective.eps, elbo, elbo_se: se, linear_response })
+    }
+}
+
+/// η, with log p(x, z_m) `[M]` and ∇ log p(x, z_m) `[M, D]` at it.
+type PerDraw = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// −ELBO_M(η) on the fixed draws, with its gradient from ∇_z log p of every draw.
+struct Objective<'a, M: ?Sized> {
+    model: &'a M,
+    /// ε, row-major [M, D].
+    eps: Vec<f64>,
+    m: usize,
+    d: usize,
+    dtype: DType,
+    device: Device,
+    memo: Memo,
+    /// The per-draw log p and ∇ log p of the last evaluation, with its η.
+    last: RefCell<Option<PerDraw>>,
+}
+
+impl<M: LogJoint + ?Sized> Objective<'_, M> {
+    /// z_m = μ + σ ⊙ ε_m for every η of `etas` (row-major [K, 2D]) and draw: [K·M, D].
+    fn points(&self, etas: &[f64]) -> Vec<f64> {
+        let (d, m) = (self.d, self.m);
+        let mut z = Vec::with_capacity(etas.len() / 2 * m);
+        for eta in etas.chunks(2 * d) {
+            let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
+            for e in self.eps.chunks(d) {
+                z.extend((0..d).map(|i| eta[i] + sigma[i] * e[i]));
+            }
+        }
+        z
+    }
+
+    /// log p(x, z_m) `[M]` and ∇ log p(x, z_m) `[M, D]` at η (from the last evaluation if it was at η).
+    fn per_draw(&self, eta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        if let Some((at, lp, g)) = &*self.last.borrow() {
+            if at == eta {
+                return Ok((lp.clone(), g.clone()));
+            }
+        }
+        log_joint_and_grad(self.model, &self.points(eta), self.d, self.dtype, &self.device)
+    }
+
+    /// −ELBO_M (without its constant) and its gradient from the per-draw values.
+    fn value_and_gradient_from(&self, eta: &[f64], log_p: &[f64], grads: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let (d, m) = (self.d, self.m as f64);
+        if let Some(k) = log_p.iter().position(|v| !v.is_finite()) {
+            return Err(Error::ModelOutput {
+                problem: format!(
+                    "returned {} at draw {k} of q, z = {}",
+                    log_p[k],
+                    short(&self.points(eta)[k * d..(k + 1) * d])
+                ),
+            });
+        }
+        if let Some(k) = grads.iter().position(|v| !v.is_finite()) {
+            return Err(Error::ModelOutput {
+                problem: format!("has a non-finite gradient in coordinate {} at draw {} of q", k % d, k / d),
+            });
+        }
+        let value = -log_p.iter().sum::<f64>() / m - eta[d..].iter().sum::<f64>();
+        let mut gradient = vec![0.0; 2 * d];
+        for (g, e) in grads.chunks(d).zip(self.eps.chunks(d)) {
+            for i in 0..d {
+                gradient[i] -= g[i] / m;
+                gradient[d + i] -= g[i] * e[i] / m;
+            }
+        }
+        for i in 0..d {
+            gradient[d + i] = gradient[d + i] * eta[d + i].exp() - 1.0;
+        }
+        Ok((value, gradient))
+    }
+
+    /// Per unit (draw, or antithetic pair): log p and the gradient of −(log p + Σω) in η at η̂.
+    fn units(&self, eta: &[f64], log_p: &[f64], grads: &[f64], antithetic: bool) -> Vec<(f64, Vec<f64>)> {
+        let d = self.d;
+        let per_draw: Vec<(f64, Vec<f64>)> = (0..self.m)
+            .map(|k| {
+                let (g, e) = (&grads[k * d..(k + 1) * d], &self.eps[k * d..(k + 1) * d]);
+                let mut u: Vec<f64> = g.iter().map(|x| -x).collect();
+                u.extend((0..d).map(|i| -g[i] * e[i] * eta[d + i].exp() - 1.0));
+                (log_p[k], u)
+            })
+            .collect();
+        if !antithetic {
+            return per_draw;
+        }
+        let half = self.m / 2;
+        (0..half)
+            .map(|k| {
+                let (a, b) = (&per_draw[k], &per_draw[k + half]);
+                (0.5 * (a.0 + b.0), a.1.iter().zip(&b.1).map(|(x, y)| 0.5 * (x + y)).collect())
+            })
+            .collect()
+    }
+
+    /// The Hessian of −ELBO_M at η by central differences, and its inverse.
+    fn hessian(&self, eta: &[f64], names: &[String]) -> Result<(Hessian, Vec<f64>)> {
+        let (d, n) = (self.d, eta.len());
+        let (h, points) = stencil(eta);
+        // a few stencil points per batch, so that a batch holds about 2²⁰ numbers of z
+        let per_batch = ((1usize << 20) / (self.m * d).max(1)).max(1);
+        let mut grads = Vec::with_capacity(2 * n * n);
+        for batch in points.chunks(per_batch * n) {
+            let (lp, g) = log_joint_and_grad(self.model, &self.points(batch), d, self.dtype, &self.device)?;
+            for (k, eta_k) in batch.chunks(n).enumerate() {
+                let rows = k * self.m..(k + 1) * self.m;
+                let (_, grad) =
+                    self.value_and_gradient_from(eta_k, &lp[rows.clone()], &g[rows.start * d..rows.end * d])?;
+                grads.extend(grad);
+            }
+        }
+        let hessian = Hessian::from_stencil(&h, &grads);
+        let inverse = hessian.inverse(
+            "the Hessian of the DADVI objective −ELBO_M(μ, log σ) at its optimum",
+            names,
+            "The objective is flat or curves the wrong way along that direction: the posterior may be improper \
+             there (give those latents a proper prior), or the fixed draws too few to pin it down (more `.draws(…)`).",
+        )?;
+        Ok((hessian, inverse))
+    }
+}
+
+impl<M: LogJoint + ?Sized> Smooth for Objective<'_, M> {
+    fn value_and_gradient(&self, eta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        self.memo.get(eta, || {
+            let (log_p, grads) = log_joint_and_grad(self.model, &self.points(eta), self.d, self.dtype, &self.device)?;
+            let out = self.value_and_gradient_from(eta, &log_p, &grads)?;
+            *self.last.borrow_mut() = Some((eta.to_vec(), log_p, grads));
+            Ok(out)
+        })
+    }
+    fn evaluations(&self) -> usize {
+        self.memo.evaluations.get()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct LinearResponse {
+    /// [H⁻¹]_μμ, row-major D×D.
+    cov: Vec<f64>,
+    /// Standard errors of μ̂ for the choice of draws.
+    mean_se: Vec<f64>,
+}
+
+impl LinearResponse {
+    /// [H⁻¹]_μμ from `inverse` = H⁻¹ (row-major 2D×2D), and the sandwich standard errors of μ̂ from
+    /// the per-unit gradients: Cov(η̂) ≈ H⁻¹ V H⁻¹ / U.
+    fn new(inverse: &[f64], units: &[(f64, Vec<f64>)], d: usize) -> Self {
+        let n = 2 * d;
+        let cov: Vec<f64> = (0..d * d).map(|k| inverse[(k / d) * n + k % d]).collect();
+        let cov = (0..d * d).map(|k| 0.5 * (cov[k] + cov[(k % d) * d + k / d])).collect();
+        let u = units.len() as f64;
+        let mean: Vec<f64> = (0..n).map(|i| units.iter().map(|(_, g)| g[i]).sum::<f64>() / u).collect();
+        let mut v = vec![0.0; n * n];
+        for (_, g) in units {
+            for i in 0..n {
+                for j in 0..n {
+                    v[i * n + j] += (g[i] - mean[i]) * (g[j] - mean[j]) / (u - 1.0);
+                }
+            }
+        }
+        let mean_se = (0..d)
+            .map(|i| {
+                let row = &inverse[i * n..(i + 1) * n]; // (H⁻¹)ᵢ·, and H⁻¹ is symmetric
+                let var: f64 = (0..n).map(|a| (0..n).map(|b| row[a] * v[a * n + b] * row[b]).sum::<f64>()).sum();
+                (var / u).max(0.0).sqrt()
+            })
+            .collect();
+        LinearResponse { cov, mean_se }
+    }
+}
+
+/// A deterministic-ADVI fit: the mean-field [`Fit`] (report, summaries, draws, k̂), the ELBO on the
+/// fixed draws with its standard error, and the linear-response covariances.
+#[derive(Clone, Debug)]
+pub struct DadviFit {
+    fit: Fit<MeanFieldGaussian>,
+    names: Vec<String>,
+    eps: Vec<f64>,
+    elbo: f64,
+    elbo_se: f64,
+    linear_response: Option<LinearResponse>,
+}
+
+impl DadviFit {
+    /// The mean-field fit: mean, covariance (the raw, under-dispersed mean-field variances),
+    /// summary, draws, the ELBO on fresh draws and k̂.
+    pub fn fit(&self) -> &Fit<MeanFieldGaussian> {
+        &self.fit
+    }
+
+    /// The mean-field fit, by value.
+    pub fn into_fit(self) -> Fit<MeanFieldGaussian> {
+        self.fit
+    }
+
+    /// ε₁ … ε_M, the draws the objective was fixed on (row-major `[M, D]`; with antithetic pairs
+    /// the second half is the first negated).
+    pub fn fixed_draws(&self) -> &[f64] {
+        &self.eps
+    }
+
+    /// The maximised ELBO on the M fixed draws.
+    pub fn elbo_on_draws(&self) -> f64 {
+        self.elbo
+    }
+
+    /// The standard error of [`DadviFit::elbo_on_draws`] for the choice of draws.
+    pub fn elbo_on_draws_se(&self) -> f64 {
+        self.elbo_se
+    }
+
+    /// The standard errors of the means μ̂ (unconstrained, length D) for the choice of draws: how
+    /// much μ̂ would move with another seed (the sandwich H⁻¹ V H⁻¹ / M). `None` with linear
+    /// response off.
+    pub fn mean_se(&self) -> Option<&[f64]> {
+        self.linear_response.as_ref().map(|lr| lr.mean_se.as_slice())
+    }
+
+    /// The linear-response covariance of z (unconstrained, row-major D×D), [H⁻¹]_μμ. `None` with
+    /// linear response off.
+    pub fn linear_response_covariance(&self) -> Option<&[f64]> {
+        self.linear_response.as_ref().map(|lr| lr.cov.as_slice())
+    }
+
+    /// N(μ̂, Cov_LR) as a full-rank q, for draws and summaries with the corrected covariances.
+    pub fn linear_response_q(&self) -> Result<FullRankGaussian> {
+        let cov = self.linear_response_covariance().ok_or_else(|| {
+            Error::config("linear_response", false, "this fit has no linear-response covariance: turn it on")
+        })?;
+        let q = self.fit.q();
+        let loc = crate::linalg::to_f64_vec(&crate::VariationalFamily::loc(q)?)?;
+        FullRankGaussian::from_mean_cov(&loc, cov, ScaleLink::Log, crate::VariationalFamily::dtype(q), &Device::Cpu)
+    }
+
+    /// `n` draws from N(μ̂, Cov_LR), mapped to the constrained space by name (seeded like
+    /// [`Fit::draws`]).
+    pub fn linear_response_draws(&self, n: usize) -> Result<Draws> {
+        let q = self.linear_response_q()?;
+        let d = crate::VariationalFamily::dim(&q);
+        let eps = Noise::new(self.fit.seed, Stream::Draws).standard_normal(
+            n,
+            d,
+            crate::VariationalFamily::dtype(&q),
+            &Device::Cpu,
+        )?;
+        let z: Tensor = crate::VariationalFamily::rsample(&q, &eps)?.detach();
+        Draws::from_unconstrained(self.fit.latents(), &z)
+    }
+}
+
+impl fmt::Display for DadviFit {
+    /// The fit's report and summary, then the means with their standard errors and the
+    /// mean-field and linear-response sds of the unconstrained coordinates.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.fit)?;
+        let Some(lr) = &self.linear_response else { return Ok(()) };
+        let (Ok(loc), Ok(cov)) = (
+            crate::VariationalFamily::loc(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),
+            crate::VariationalFamily::covariance(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),
+        ) else {
+            return Ok(());
+        };
+        let d = loc.len();
+        let width = self.names.iter().take(20).map(|n| n.chars().count()).max().unwrap_or(4).max(10);
+        writeln!(f, "\nunconstrained z: mean ± s.e. for the choice of draws; mean-field and linear-response sd")?;
+        writeln!(f, "{:<width$}  {:>10}  {:>9}  {:>9}  {:>9}", "coordinate", "mean", "s.e.", "sd MF", "sd LR")?;
+        for i in 0..d.min(20) {
+            writeln!(
+                f,
+                "{:<width$}  {:>10.4}  {:>9.2e}  {:>9.4}  {:>9.4}",
+                self.names[i],
+                loc[i],
+                lr.mean_se[i],
+                cov[i * d + i].sqrt(),
+                lr.cov[i * d + i].sqrt()
+            )?;
+        }
+        if d > 20 {
+            writeln!(f, "… ({} more)", d - 20)?;
+        }
+        Ok(())
+    }
+}
