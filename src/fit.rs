@@ -30,15 +30,16 @@ pub const SUMMARY_DRAWS: usize = 1_000;
 pub enum StopReason {
     /// It ran the number of steps it was given.
     MaxSteps,
-    /// L-BFGS brought the gradient norm below its tolerance (MAP, Laplace, deterministic ADVI).
-    GradientTolerance,
+    /// L-BFGS reached a stationary point (MAP, Laplace, deterministic ADVI): the gradient norm is
+    /// within its tolerance, or f can decrease no further in floating point.
+    Stationary,
 }
 
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::MaxSteps => write!(f, "reached the maximum number of steps"),
-            StopReason::GradientTolerance => write!(f, "the gradient norm reached its tolerance"),
+            StopReason::Stationary => write!(f, "L-BFGS reached a stationary point"),
         }
     }
 }
