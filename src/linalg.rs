@@ -112,7 +112,8 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> Result<(Vec<f64>, Vec<Vec<f64>>)>
     for _sweep in 0..64 {
         let off: f64 = (0..n).flat_map(|i| (0..i).map(move |j| (i, j))).map(|(i, j)| m[i * n + j].powi(2)).sum();
         let diag: f64 = (0..n).map(|i| m[i * n + i].powi(2)).sum();
-        if off <= f64::EPSILON.powi(2) * diag * 1e-4 || off == 0.0 {
+        // converged when the off-diagonal part is below rounding: ‖offdiag‖_F ≤ ε ‖A‖_F
+        if off <= f64::EPSILON.powi(2) * (diag + off) {
             break;
         }
         for p in 0..n {
