@@ -242,6 +242,9 @@ impl Dadvi {
             found.polish(&objective, inverse);
         }
         let eta = found.x;
+        let before = objective.evaluations();
+        objective.value_and_gradient(&eta)?; // usually the last point: then nothing is evaluated
+        found.convergence.evaluations += objective.evaluations() - before;
         let (log_p, grads) = objective.per_draw(&eta)?;
         let units = objective.units(&eta, &log_p, &grads, self.antithetic);
         let entropy = eta[d..].iter().sum::<f64>() + d as f64 * (0.5 + HALF_LN_2PI);
@@ -297,7 +300,8 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
         z
     }
 
-    /// log p(x, z_m) `[M]` and ∇ log p(x, z_m) `[M, D]` at η (from the last evaluation if it was at η).
+    /// log p(x, z_m) `[M]` and ∇ log p(x, z_m) `[M, D]` at η (from the last evaluation if it was at η,
+    /// as after [`Smooth::value_and_gradient`] at η).
     fn per_draw(&self, eta: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         if let Some((at, lp, g)) = &*self.last.borrow() {
             if at == eta {
