@@ -10,6 +10,9 @@ AutoNormal (mean-field) and AutoMultivariateNormal (full-rank), f64.
   --model gmm: S = 1 on gmm (N=1000) and gmm_large (N=100,000), plus one end-to-end `svi.run`
       (set-up, compile and 5,000 / 2,000 steps: the time to the answer); then
       `cargo bench --bench gmm`.
+  --model fits: time to the answer on linreg, logreg and gmm: NumPyro's AutoNormal `svi.run` of
+      5,000 steps (end to end, and the compiled scan alone) with its ELBO on 1,000 fresh draws; then
+      `cargo bench --bench deterministic` (elbo's DADVI, Laplace and 5,000-step ADVI).
 
 The criterion medians are set beside NumPyro's as ratios. Run it with the peers' Python
 (../shared/peers/setup.sh):
@@ -102,6 +105,49 @@ def numpyro_gmm_times(repeats: int) -> dict:
     return out
 
 
+def numpyro_fit_times(repeats: int) -> dict:
+    """AutoNormal, Adam(0.01), 1 draw a step, 5,000 steps: one end-to-end svi.run per model, the
+    compiled scan's run time (median of `repeats`), and the ELBO of the fit on 1,000 fresh draws."""
+    import jax
+    import numpy as np
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+
+    out = {}
+    for name in ("linreg", "logreg", "gmm"):
+        M, margs = load(name)
+        model = M.MODELS[name]
+        t0 = time.perf_counter()
+        guide = AutoNormal(model)
+        svi = SVI(model, guide, numpyro.optim.Adam(step_size=0.01), Trace_ELBO())
+        result = svi.run(jax.random.PRNGKey(0), 5000, *margs, progress_bar=False)
+        jax.block_until_ready(result.params)
+        fit_s = time.perf_counter() - t0
+        us, compile_s = scan_us_per_step(model, AutoNormal(model), margs, 1, 5000, repeats)
+        one = lambda k: Trace_ELBO().loss(k, result.params, model, guide, *margs)  # noqa: E731
+        keys = jax.random.split(jax.random.PRNGKey(1), 1000)
+        vals = -np.asarray(jax.vmap(one)(keys))
+        elbo, se = float(vals.mean()), float(vals.std(ddof=1) / np.sqrt(vals.size))
+        out[name] = {"fit_s": fit_s, "scan_s": us * 5000 / 1e6, "compile_s": compile_s, "elbo": elbo, "elbo_se": se}
+        print(f"numpyro {name}: svi.run {fit_s:.2f} s end to end, scan {us * 5000 / 1e6:.2f} s "
+              f"(compile {compile_s:.2f} s), ELBO {elbo:.2f} ± {se:.2f}", file=sys.stderr)
+    return out
+
+
+def fits_table(args) -> None:
+    peer = numpyro_fit_times(args.repeats)
+    if not args.skip_cargo:
+        subprocess.run(["cargo", "bench", "--bench", "deterministic"], cwd=ROOT, check=True)
+    print("| model | NumPyro svi.run 5,000 steps, end to end s | its scan alone s | elbo ADVI 5,000 steps s "
+          "| elbo DADVI s | DADVI without linear response s | Laplace s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, p in peer.items():
+        ours = {m: criterion_us("fit", f"{name}/{m}") / 1e6 for m in ("advi-5000", "dadvi", "dadvi-no-lr", "laplace")}
+        cells = [p["fit_s"], p["scan_s"]] + [ours[m] for m in ("advi-5000", "dadvi", "dadvi-no-lr", "laplace")]
+        print(f"| {name} | " + " | ".join(f"{v:.3g}" for v in cells) + " |")
+
+
 def criterion_us(group: str, bench_id: str) -> float:
     pattern = os.path.join(ROOT, "target", "criterion", group, bench_id.replace("/", "_"), "new", "estimates.json")
     paths = glob.glob(pattern)
@@ -113,13 +159,16 @@ def criterion_us(group: str, bench_id: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("logreg", "gmm"), default="logreg")
+    ap.add_argument("--model", choices=("logreg", "gmm", "fits"), default="logreg")
     ap.add_argument("--steps", type=int, default=2000, help="NumPyro scan length per timing run (logreg)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cargo", action="store_true", help="reuse the last criterion results")
     args = ap.parse_args()
     if args.model == "gmm":
         gmm_table(args)
+        return
+    if args.model == "fits":
+        fits_table(args)
         return
 
     peer = numpyro_times(args.steps, args.repeats)
