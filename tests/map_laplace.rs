@@ -183,3 +183,19 @@ fn the_bridge_drives_argmins_own_lbfgs_with_autodiff_gradients() {
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 }
+
+#[test]
+fn an_f32_model_stops_at_its_rounding_floor() {
+    // In F32 the gradient norm cannot reach 10⁻⁶ (rounding of log p ≈ 300 · 10⁻⁷): the search ends
+    // when f can decrease no further, and the Newton step still puts the mode within F32 precision.
+    let (model, exact) = linreg();
+    let model = model.to(DType::F32, &Device::Cpu).unwrap();
+    let map = Map::new().dtype(DType::F32).fit(&model).unwrap();
+    assert!(map.convergence().rounding_floor, "{:?}", map.convergence());
+    for (got, want) in map.loc().iter().zip(&exact.mean) {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+    // a dtype that does not match the model's data is a clear error
+    let err = Map::new().fit(&model).unwrap_err();
+    assert!(err.to_string().contains("`.dtype(...)`"), "{err}");
+}

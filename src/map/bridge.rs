@@ -71,6 +71,11 @@ impl<'a, M: LogJoint + ?Sized> NegLogJoint<'a, M> {
         self.model.dim()
     }
 
+    /// The machine epsilon of the model's dtype.
+    pub(crate) fn epsilon(&self) -> f64 {
+        dtype_epsilon(self.dtype)
+    }
+
     /// How many points have been evaluated (each one forward and one backward pass).
     pub fn evaluations(&self) -> usize {
         self.memo.evaluations.get()
@@ -132,6 +137,14 @@ impl Memo {
         let (f, g) = eval()?;
         *self.last.borrow_mut() = Some((x.to_vec(), f, g.clone()));
         Ok((f, g))
+    }
+}
+
+/// The machine epsilon of F32 or F64 (of F64 for anything else).
+pub(crate) fn dtype_epsilon(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => f64::from(f32::EPSILON),
+        _ => f64::EPSILON,
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::bridge::{log_joint_and_grad, short, Memo};
+use super::bridge::{dtype_epsilon, log_joint_and_grad, short, Memo};
 use super::hessian::{stencil, Hessian};
 use super::lbfgs::{minimize, Lbfgs, Smooth};
 use super::mode::Map;
@@ -368,7 +368,7 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
     /// The Hessian of −ELBO_M at η by central differences, and its inverse.
     fn hessian(&self, eta: &[f64], names: &[String]) -> Result<(Hessian, Vec<f64>)> {
         let (d, n) = (self.d, eta.len());
-        let (h, points) = stencil(eta);
+        let (h, points) = stencil(eta, dtype_epsilon(self.dtype));
         // a few stencil points per batch, so that a batch holds about 2²⁰ numbers of z
         let per_batch = ((1usize << 20) / (self.m * d).max(1)).max(1);
         let mut grads = Vec::with_capacity(2 * n * n);
@@ -381,7 +381,7 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
                 grads.extend(grad);
             }
         }
-        let hessian = Hessian::from_stencil(&h, &grads);
+        let hessian = Hessian::from_stencil(&h, &grads, dtype_epsilon(self.dtype));
         let inverse = hessian.inverse(
             "the Hessian of the DADVI objective −ELBO_M(μ, log σ) at its optimum",
             names,
@@ -403,6 +403,9 @@ impl<M: LogJoint + ?Sized> Smooth for Objective<'_, M> {
     }
     fn evaluations(&self) -> usize {
         self.memo.evaluations.get()
+    }
+    fn epsilon(&self) -> f64 {
+        dtype_epsilon(self.dtype)
     }
 }
 

@@ -96,6 +96,8 @@ impl fmt::Display for Convergence {
 pub(crate) trait Smooth {
     fn value_and_gradient(&self, x: &[f64]) -> Result<(f64, Vec<f64>)>;
     fn evaluations(&self) -> usize;
+    /// The machine epsilon of the arithmetic behind f (F32's when the model computes in F32).
+    fn epsilon(&self) -> f64;
 }
 
 /// What [`minimize`] found.
@@ -225,7 +227,7 @@ impl Minimum {
         let x: Vec<f64> = (0..n).map(|i| self.x[i] - (0..n).map(|j| inverse[i * n + j] * g[j]).sum::<f64>()).collect();
         let before = problem.evaluations();
         if let Ok((f, gradient)) = problem.value_and_gradient(&x) {
-            if norm(&gradient) < norm(g) && f <= self.value + COST_ULPS * f64::EPSILON * self.value.abs() {
+            if norm(&gradient) < norm(g) && f <= self.value + COST_ULPS * problem.epsilon() * self.value.abs() {
                 let c = &mut self.convergence;
                 c.grad_norm = norm(&gradient);
                 c.rounding_floor = c.grad_norm > c.tol_grad;
@@ -247,16 +249,17 @@ fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (b
     if gg == 0.0 || !gg.is_finite() {
         return (false, None);
     }
-    let t = f64::EPSILON.cbrt() * x_max / g_max;
+    let eps = problem.epsilon();
+    let t = eps.cbrt() * x_max / g_max;
     let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
     let Ok((_, g_probe)) = problem.value_and_gradient(&probe) else { return (false, None) };
     let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
     if !(kappa > 0.0 && kappa.is_finite()) {
         return (false, None);
     }
-    let mut noise = COST_ULPS * f64::EPSILON * f.abs();
+    let mut noise = COST_ULPS * eps * f.abs();
     for k in [4.0, -4.0, 8.0] {
-        let nearby: Vec<f64> = x.iter().map(|xi| xi * (1.0 + k * f64::EPSILON)).collect();
+        let nearby: Vec<f64> = x.iter().map(|xi| xi * (1.0 + k * eps)).collect();
         match problem.value_and_gradient(&nearby) {
             Ok((f_nearby, _)) => noise = noise.max(10.0 * (f_nearby - f).abs()),
             Err(_) => return (false, Some(kappa)),
@@ -280,7 +283,7 @@ fn run<P: Smooth>(
     line_search.initial_step_length(alpha).map_err(argmin_error)?;
     let solver = LBFGS::new(line_search, settings.memory)
         .with_tolerance_grad(settings.tol_grad)
-        .and_then(|s| s.with_tolerance_cost(COST_ULPS * f64::EPSILON * start.1.abs().max(1.0)))
+        .and_then(|s| s.with_tolerance_cost(COST_ULPS * adapter.problem.epsilon() * start.1.abs().max(1.0)))
         .map_err(argmin_error)?;
     // f and ∇f at x come from the memo; passing f here would set argmin's previous cost to f too,
     // and its cost tolerance would end the run before the first iteration
@@ -324,7 +327,8 @@ impl Observe<IterState<Vec<f64>, Vec<f64>, (), (), (), f64>> for Recorder {
 struct Adapter<'a, P> {
     problem: &'a P,
     best: RefCell<Option<Point>>,
-    failure: RefCell<Option<(Vec<f64>, Error)>>,
+    /// The point, the error's message, and whether it was a non-finite value or gradient.
+    failure: RefCell<Option<(Vec<f64>, String, bool)>>,
     limit: usize,
 }
 
@@ -342,9 +346,9 @@ impl<P: Smooth> Adapter<'_, P> {
                 Ok((f, g))
             }
             Err(e) => {
-                let message = e.to_string();
-                *self.failure.borrow_mut() = Some((x.to_vec(), e));
-                Err(Error::ModelOutput { problem: message })
+                let nonfinite = matches!(e, Error::ModelOutput { .. });
+                *self.failure.borrow_mut() = Some((x.to_vec(), e.to_string(), nonfinite));
+                Err(e)
             }
         }
     }
@@ -358,14 +362,14 @@ impl<P: Smooth> Adapter<'_, P> {
     }
 
     fn failure_was_nonfinite(&self) -> bool {
-        matches!(&*self.failure.borrow(), Some((_, Error::ModelOutput { .. })))
+        matches!(&*self.failure.borrow(), Some((_, _, true)))
     }
 
     /// The last failed evaluation, with the direction from `from` to it (or, if it is not finite,
     /// to the best point) by coordinate name.
     fn failure_text(&self, from: &[f64], names: &[String]) -> String {
         match &*self.failure.borrow() {
-            Some((at, e)) => {
+            Some((at, e, _)) => {
                 let (best, best_f, _) = self.best();
                 let to = if at.iter().all(|v| v.is_finite()) { at.as_slice() } else { best.as_slice() };
                 let step: Vec<f64> = to.iter().zip(from).map(|(a, b)| a - b).collect();

@@ -141,10 +141,10 @@ impl Map {
         bridge.value_and_gradient(&x0).map_err(bad_start)?;
         let mut found = minimize(&bridge, x0, &self.lbfgs, "MAP (L-BFGS on −log p(x, z))", &names)?;
         let hessian = if self.curvature_check {
-            let (h, points) = stencil(&found.x);
+            let (h, points) = stencil(&found.x, bridge.epsilon());
             let (_, grads) = log_joint_and_grad(model, &points, found.x.len(), self.dtype, &self.device)?;
             let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
-            let hessian = Hessian::from_stencil(&h, &neg);
+            let hessian = Hessian::from_stencil(&h, &neg, bridge.epsilon());
             let inverse = hessian.inverse("the Hessian of −log p(x, z) at the MAP", &names, FLAT_POSTERIOR)?;
             found.polish(&bridge, &inverse);
             Some((hessian.h, inverse))
@@ -179,6 +179,9 @@ impl<M: LogJoint + ?Sized> Smooth for NegLogJoint<'_, M> {
     }
     fn evaluations(&self) -> usize {
         NegLogJoint::evaluations(self)
+    }
+    fn epsilon(&self) -> f64 {
+        NegLogJoint::epsilon(self)
     }
 }
 
