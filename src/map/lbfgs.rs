@@ -5,8 +5,15 @@
 //! minimise f(x), x ∈ ℝⁿ:   x_{k+1} = x_k − α_k H_k ∇f(x_k)
 //!   H_k  the inverse-Hessian approximation from the last m pairs (x_{i+1} − x_i, ∇f_{i+1} − ∇f_i)
 //!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1
-//! converged when ‖∇f(x_k)‖₂ ≤ tol_grad
+//! converged when ‖∇f(x_k)‖₂ ≤ tol_grad, or at the rounding floor:
+//!   ‖∇f‖² / 2κ ≤ 64 ε |f|,  κ = ∇fᵀ ∇²f ∇f / ‖∇f‖²   (the most a step along −∇f can gain is lost
+//!                                                      in the rounding of f; ε of the dtype)
 //! ```
+//!
+//! The floor matters because f's rounding, about ε |f| with |f| growing with the data, caps how
+//! small a gradient any line search can certify (‖∇f‖ ≳ √(2κ ε |f|): 10⁻⁵ on the 5,000-point
+//! logistic regression in F64). A run also stops when an iteration changes f by less than 64 ε |f|,
+//! so that line searches do not circle in the rounding noise.
 //!
 //! Each start (and restart) first takes one steepest-descent step whose first trial moves no
 //! coordinate by more than 1 (α = 1 / ‖∇f‖∞), since L-BFGS's unscaled first trial −∇f can land where
