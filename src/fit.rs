@@ -30,16 +30,16 @@ pub const SUMMARY_DRAWS: usize = 1_000;
 pub enum StopReason {
     /// It ran the number of steps it was given.
     MaxSteps,
-    /// L-BFGS reached a stationary point (MAP, Laplace, deterministic ADVI): the gradient norm is
-    /// within its tolerance, or f can decrease no further in floating point.
-    Stationary,
+    /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm is within its
+    /// tolerance, or f can decrease no further in floating point.
+    LbfgsConverged,
 }
 
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::MaxSteps => write!(f, "reached the maximum number of steps"),
-            StopReason::Stationary => write!(f, "L-BFGS reached a stationary point"),
+            StopReason::LbfgsConverged => write!(f, "L-BFGS converged"),
         }
     }
 }

@@ -76,7 +76,7 @@ fn laplace_of_the_linear_regression_is_the_exact_posterior() {
     assert!((fit.elbo() - exact.log_evidence).abs() < 1e-6, "ELBO {} vs log p(y) {}", fit.elbo(), exact.log_evidence);
     assert!(fit.elbo_se() < 1e-6 && fit.k_hat() < 0.5, "s.e. {}, k̂ {}", fit.elbo_se(), fit.k_hat());
     assert!(matches!(fit.method(), Method::Laplace { hessian_evaluations: 20, .. }));
-    assert_eq!(fit.stop_reason(), StopReason::Stationary);
+    assert_eq!(fit.stop_reason(), StopReason::LbfgsConverged);
     assert!(fit.to_string().starts_with("Laplace at the MAP: full-rank Gaussian"), "{fit}");
     // a Fit like ADVI's: summaries by name and draws
     let w0 = fit.summary().get("z[0]").unwrap();

@@ -181,7 +181,7 @@ impl Reporting {
             // the report names the method instead of an estimator and a stochastic optimiser
             estimator: Estimator::Entropy,
             optimizer: Optimizer::default(),
-            stop_reason: StopReason::Stationary,
+            stop_reason: StopReason::LbfgsConverged,
             iterations,
             skipped: 0,
             trace,
