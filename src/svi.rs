@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::adapt::LrSearch;
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
-use crate::fit::{Fit, StopReason, SUMMARY_DRAWS};
+use crate::fit::{Averaged, Fit, StopReason, SUMMARY_DRAWS};
 use crate::latent::Latents;
 use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
@@ -28,6 +29,7 @@ use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LrSchedule, Optimizer, OptimizerState};
+use crate::stop::{StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 
@@ -68,6 +70,9 @@ pub struct Advi<F: Family> {
     init_values: Vec<(String, Vec<f64>)>,
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
+    stop: Option<StopRule>,
+    max_time: Option<Duration>,
+    lr_search: Option<LrSearch>,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -84,7 +89,7 @@ impl<F: Family> Advi<F> {
         Advi {
             family,
             samples: 1,
-            steps: 5_000,
+            steps: 10_000,
             seed: 0,
             optimizer: Optimizer::default(),
             schedule: LrSchedule::Constant,
@@ -95,6 +100,9 @@ impl<F: Family> Advi<F> {
             init_values: Vec::new(),
             batch: None,
             clip_grad_norm: None,
+            stop: None,
+            max_time: None,
+            lr_search: None,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -249,8 +257,60 @@ impl<F: Family> Advi<F> {
     /// # Ok::<(), elbo::Error>(())
     /// ```
     pub fn fit_with<M: LogJoint + ?Sized>(&self, model: &M, observers: &mut [&mut dyn Observer]) -> Result<Fit<F::Q>> {
-        let state = self.init(model)?;
-        self.run_with(state, model, observers)
+        let Some(search) = &self.lr_search else {
+            let state = self.init(model)?;
+            return self.run_with(state, model, observers);
+        };
+        let report = search.run(self, model)?;
+        let advi = self.clone().lr(report.chosen);
+        let state = advi.init(model)?;
+        let mut fit = advi.run_with(state, model, observers)?;
+        fit.lr_search = Some(report);
+        Ok(fit)
+    }
+
+    /// Searches the step size before the fit (Stan's grid by default, see [`LrSearch`]): short
+    /// trials from the initial q, one per step size, and the fit runs with the best. The choice
+    /// is in [`Fit::lr_search`] and the report.
+    pub fn lr_search(mut self, search: LrSearch) -> Self {
+        self.lr_search = Some(search);
+        self
+    }
+
+    pub(crate) fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
+    pub(crate) fn dtype_value(&self) -> DType {
+        self.dtype
+    }
+
+    pub(crate) fn device_value(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// The stopping rule. By default a fit with a constant step size stops by
+    /// [`StopRule::stationary`] (stationary iterates, averaged until the average's Monte Carlo
+    /// error is small; q is the average), and a fit with a decaying schedule runs all its steps
+    /// ([`StopRule::MaxSteps`]), since the schedule is planned over them.
+    pub fn stop(mut self, rule: StopRule) -> Self {
+        self.stop = Some(rule);
+        self
+    }
+
+    /// A wall-time budget for the steps: the fit stops with [`StopReason::WallTime`] once the
+    /// steps have taken this long.
+    pub fn max_time(mut self, budget: Duration) -> Self {
+        self.max_time = Some(budget);
+        self
+    }
+
+    /// The rule in force: the one set, else stationarity with a constant step size.
+    pub fn stop_rule(&self) -> StopRule {
+        self.stop.unwrap_or(match self.schedule {
+            LrSchedule::Constant => StopRule::stationary(),
+            _ => StopRule::MaxSteps,
+        })
     }
 
     /// Validates the settings and the model and makes the initial state.
@@ -293,6 +353,8 @@ impl<F: Family> Advi<F> {
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             batches,
+            stop: StopState::new(self.stop_rule(), self.steps),
+            stopped: None,
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             skipped: 0,
@@ -326,6 +388,11 @@ impl<F: Family> Advi<F> {
                     state.last_good = snapshot(&state.q)?;
                     state.taken_in_a_row = 0;
                 }
+                if let StopState::Stan(rule) = &mut state.stop {
+                    if let Some((statistic, value)) = rule.observe(*elbo) {
+                        state.stopped = Some(StopReason::Stan { statistic, value });
+                    }
+                }
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
@@ -345,6 +412,9 @@ impl<F: Family> Advi<F> {
                         state.halvings += 1;
                         state.consecutive_skipped = 0;
                         state.moved = false;
+                        if let StopState::Stationary(rule) = &mut state.stop {
+                            rule.restart(state.iteration);
+                        }
                     } else {
                         let halved = match state.halvings {
                             0 => String::new(),
@@ -359,6 +429,11 @@ impl<F: Family> Advi<F> {
                         });
                     }
                 }
+            }
+        }
+        if let StopState::Stationary(rule) = &mut state.stop {
+            if let Some(w) = rule.observe(&state.q)? {
+                state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse });
             }
         }
         Ok(step)
@@ -432,7 +507,16 @@ impl<F: Family> Advi<F> {
         model: &M,
         observers: &mut [&mut dyn Observer],
     ) -> Result<Fit<F::Q>> {
-        while state.iteration < self.steps {
+        let reason = loop {
+            if let Some(reason) = state.stopped {
+                break reason;
+            }
+            if state.iteration >= self.steps {
+                break StopReason::MaxSteps;
+            }
+            if self.max_time.is_some_and(|budget| state.elapsed >= budget) {
+                break StopReason::WallTime;
+            }
             let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
             let step = self.step(&mut state, model)?;
             if !observers.is_empty() {
@@ -445,14 +529,24 @@ impl<F: Family> Advi<F> {
                     observer.on_step(&info)?;
                 }
             }
-        }
+        };
         for observer in observers.iter_mut() {
             observer.on_finish()?;
         }
-        self.report(state, model, StopReason::MaxSteps)
+        self.report(state, model, reason)
     }
 
     fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
+        // Iterate averaging: q becomes the average of the stationary window, if one was found.
+        let mut averaged = None;
+        if let StopState::Stationary(rule) = &state.stop {
+            if let (Some(window), Some((steps, mean))) = (rule.window(), rule.average()?) {
+                for ((_, var), value) in state.q.params().iter().zip(&mean) {
+                    var.set(value)?;
+                }
+                averaged = Some(Averaged { since: window.since, steps, mcse: window.mcse });
+            }
+        }
         let q = &state.q;
         for (name, var) in q.params() {
             if !all_finite(var.as_tensor())? {
@@ -491,6 +585,8 @@ impl<F: Family> Advi<F> {
             latents,
             summary,
             halvings: state.halvings,
+            averaged,
+            lr_search: None,
         })
     }
 
@@ -557,6 +653,15 @@ impl<F: Family> Advi<F> {
                 ));
             }
         }
+        if let Some(budget) = self.max_time {
+            if budget.is_zero() {
+                return Err(Error::config("max_time", format!("{budget:?}"), "the wall-time budget must be positive"));
+            }
+        }
+        self.stop_rule().validate()?;
+        if let Some(search) = &self.lr_search {
+            search.validate()?;
+        }
         self.optimizer.validate()?;
         self.schedule.validate()
     }
@@ -586,6 +691,10 @@ pub struct SviState<Q> {
     noise: Noise,
     /// Draws the minibatch rows (None: every step sees all the data).
     batches: Option<Noise>,
+    /// The stopping rule's memory.
+    stop: StopState,
+    /// Set once the stopping rule has decided.
+    stopped: Option<StopReason>,
     iteration: usize,
     trace: Vec<f64>,
     skipped: usize,
@@ -693,7 +802,7 @@ fn name_coordinates<M: LogJoint + ?Sized>(detail: &str, model: &M) -> String {
 }
 
 /// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).
-fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
+pub(crate) fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
     q: &Q,
     model: &M,
     draws: usize,
@@ -717,7 +826,7 @@ fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
 }
 
 /// Mean and Monte Carlo standard error.
-fn mean_se(x: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_se(x: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
     let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);

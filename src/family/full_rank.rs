@@ -161,6 +161,13 @@ impl VariationalFamily for FullRankGaussian {
         Ok(self.tril()?.detach())
     }
 
+    /// log s_i + ½ log(1 + Σ_{j<i} M_ij²): row i of L is s_i (M ⊙ T + I)_i.
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        let lower = (self.off_diag.as_tensor() * &self.mask)?;
+        let row = (lower.sqr()?.sum(candle_core::D::Minus1)? + 1.0)?.log()?;
+        Ok((self.link.log_forward(self.raw_diag.as_tensor())? + (row * 0.5)?)?.detach())
+    }
+
     fn dtype(&self) -> DType {
         self.loc.dtype()
     }
