@@ -712,6 +712,12 @@ pub struct SviState<Q> {
 }
 
 impl<Q> SviState<Q> {
+    /// The stopping rule's decision, once it has made one (`run` stops there; a manual loop of
+    /// [`Advi::step`] should too).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
     /// Steps taken or skipped so far.
     pub fn iteration(&self) -> usize {
         self.iteration
