@@ -1,23 +1,39 @@
 //! The step-size search at the start of a fit (Stan's `adapt` phase, Kucukelbir et al. 2017).
 //!
 //! ```text
-//! for η in the grid, largest first:
-//!     from the initial q, take `steps` steps with step size η;
-//!     ELBO(η) = 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)] on n fresh draws zᵢ ~ q
+//! for each kind of location step (absolute, relative to q's sds), for η in the grid, largest first:
+//!     from the initial q, take `steps` steps with step size η; q̄ = the average of the second
+//!     half's iterates (what the fit would return, without the jitter of the last one)
+//!     ELBO(η) = 1/n Σᵢ [log p(x, zᵢ) − log q̄(zᵢ)] on n fresh draws zᵢ ~ q̄
 //!     η diverged if a step was not finite or ELBO(η) is not finite
 //!     stop searching once ELBO(η) falls below the best so far (smaller η only crawl)
-//! the fit runs with the η of the highest ELBO, which must beat the ELBO of the initial q
+//! the fit runs with the smallest η (and its kind) whose ELBO is within 2 s.e. of the highest;
+//! that ELBO must beat the initial q's
 //! ```
 //!
-//! Stan's grid is η ∈ {100, 10, 1, 0.1, 0.01} over 50 steps each. Its step sizes multiply an
+//! Stan's grid is η ∈ {100, 10, 1, 0.1, 0.01} over 50 steps each, scored on the last iterate;
+//! here each trial has 100 steps and is scored on the average, which stops a large η from
+//! winning on one lucky iterate. Its step sizes multiply an
 //! adaptive per-coordinate scaling, as Adam's do here, so the grid carries over; a diverging η
-//! costs only its own trial.
+//! costs only its own trial. The search can also try both kinds of location step ([`LocStep`]).
+//!
+//! Limits, measured (benches/README.md): a 100-step trial cannot see a step size's stationary
+//! bias. η ≥ 1 can score as well as 0.1 after 100 steps and still leave q's sds at half the
+//! target's in the long run. Where the posterior's scales differ by orders of magnitude, no
+//! absolute η works; [`LocStep::ScaleRelative`] at η ≈ 0.03 does, and the search does not find
+//! it by itself.
 
-use crate::family::Family;
+use candle_core::Tensor;
+
+use crate::family::{Family, VariationalFamily};
 use crate::model::LogJoint;
+use crate::optim::LocStep;
 use crate::stop::StopRule;
 use crate::svi::{log_ratios, mean_se, Advi, Step};
 use crate::{Error, Result};
+
+/// The ELBO of a q and its standard error, on fresh draws.
+type ElboOf<'a, Q> = dyn Fn(&Q) -> Result<(f64, f64)> + 'a;
 
 /// The grid and the budget of the step-size search.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,12 +44,15 @@ pub struct LrSearch {
     pub steps: usize,
     /// Fresh draws for each trial's ELBO.
     pub draws: usize,
+    /// The kinds of location step to try.
+    pub loc_steps: Vec<LocStep>,
 }
 
 impl Default for LrSearch {
-    /// Stan's: η ∈ {100, 10, 1, 0.1, 0.01}, 50 steps each, ELBO on 100 draws.
+    /// Stan's grid η ∈ {100, 10, 1, 0.1, 0.01}; 100 steps each, ELBO on 100 draws; absolute
+    /// location steps only (add [`LocStep::ScaleRelative`] to `loc_steps` to try both).
     fn default() -> Self {
-        LrSearch { grid: vec![100.0, 10.0, 1.0, 0.1, 0.01], steps: 50, draws: 100 }
+        LrSearch { grid: vec![100.0, 10.0, 1.0, 0.1, 0.01], steps: 100, draws: 100, loc_steps: vec![LocStep::Absolute] }
     }
 }
 
@@ -42,8 +61,10 @@ impl Default for LrSearch {
 pub struct LrSearchReport {
     /// The step size the fit ran with.
     pub chosen: f64,
-    /// Each step size tried, in order, with its ELBO after the trial (None: diverged).
-    pub tried: Vec<(f64, Option<f64>)>,
+    /// The kind of location step the fit ran with.
+    pub loc_step: LocStep,
+    /// Each trial in order: its step size and kind, and its ELBO after the trial (None: diverged).
+    pub tried: Vec<(f64, LocStep, Option<f64>)>,
     /// The ELBO of the initial q.
     pub initial_elbo: f64,
 }
@@ -57,6 +78,9 @@ impl LrSearch {
                 "the grid needs positive, finite steps",
             ));
         }
+        if self.loc_steps.is_empty() {
+            return Err(Error::config("lr_search", "loc_steps: []", "name at least one kind of location step"));
+        }
         if self.steps == 0 || self.draws < 2 {
             return Err(Error::config(
                 "lr_search",
@@ -67,40 +91,75 @@ impl LrSearch {
         Ok(())
     }
 
+    /// One trial: `steps` steps of `advi` from the initial q; the ELBO of the average of the
+    /// second half's iterates, or None if a step or the ELBO was not finite.
+    fn trial<F: Family, M: LogJoint + ?Sized>(
+        &self,
+        advi: &Advi<F>,
+        model: &M,
+        elbo_of: &ElboOf<F::Q>,
+    ) -> Result<Option<(f64, f64)>> {
+        let trial = advi.clone().stop(StopRule::MaxSteps).steps(self.steps).max_consecutive_nonfinite(1);
+        let mut state = trial.init(model)?;
+        let mut sums: Option<Vec<Tensor>> = None;
+        for t in 0..self.steps {
+            match trial.step(&mut state, model) {
+                Ok(Step::Taken { .. }) => {}
+                Ok(Step::Skipped { .. }) | Err(Error::NonFinite { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if 2 * t >= self.steps {
+                let params = state.q.params().into_iter().map(|(_, v)| v.as_tensor().detach());
+                sums = Some(match sums {
+                    None => params.collect(),
+                    Some(s) => s.iter().zip(params).map(|(a, b)| a + b).collect::<candle_core::Result<_>>()?,
+                });
+            }
+        }
+        let n = self.steps - self.steps / 2;
+        for ((_, var), sum) in state.q.params().iter().zip(sums.iter().flatten()) {
+            var.set(&(sum / n as f64)?)?;
+        }
+        Ok(Some(elbo_of(&state.q)?).filter(|(e, se)| e.is_finite() && se.is_finite()))
+    }
+
     /// Runs the trials of `advi` on `model` and picks the step size.
     pub(crate) fn run<F: Family, M: LogJoint + ?Sized>(&self, advi: &Advi<F>, model: &M) -> Result<LrSearchReport> {
         self.validate()?;
-        let elbo_of = |q: &F::Q| -> Result<f64> {
+        let elbo_of = |q: &F::Q| -> Result<(f64, f64)> {
             let ratios = log_ratios(q, model, self.draws, advi.seed_value(), advi.dtype_value(), &advi.device_value())?;
-            Ok(mean_se(&ratios).0)
+            Ok(mean_se(&ratios))
         };
-        let initial_elbo = elbo_of(&advi.init(model)?.q)?;
-        let mut tried = Vec::new();
-        let mut best: Option<(f64, f64)> = None;
-        for &lr in &self.grid {
-            let trial = advi.clone().lr(lr).stop(StopRule::MaxSteps).steps(self.steps).max_consecutive_nonfinite(1);
-            let mut state = trial.init(model)?;
-            let mut diverged = false;
-            for _ in 0..self.steps {
-                match trial.step(&mut state, model) {
-                    Ok(Step::Taken { .. }) => {}
-                    Ok(Step::Skipped { .. }) | Err(Error::NonFinite { .. }) => {
-                        diverged = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
+        let initial_elbo = elbo_of(&advi.init(model)?.q)?.0;
+        let mut trials = Vec::new();
+        for &loc_step in &self.loc_steps {
+            let mut best_of_kind: Option<f64> = None;
+            for &lr in &self.grid {
+                let elbo = self.trial(&advi.clone().lr(lr).loc_step(loc_step), model, &elbo_of)?;
+                trials.push((lr, loc_step, elbo));
+                let Some((e, _)) = elbo else { continue };
+                if best_of_kind.is_some_and(|b| e < b) {
+                    break; // smaller steps only crawl further behind
                 }
-            }
-            let elbo = if diverged { None } else { Some(elbo_of(&state.q)?).filter(|e| e.is_finite()) };
-            tried.push((lr, elbo));
-            match (elbo, best) {
-                (Some(e), Some((_, b))) if e < b => break,
-                (Some(e), _) => best = Some((lr, e)),
-                (None, _) => {}
+                best_of_kind = Some(e);
             }
         }
-        match best {
-            Some((chosen, elbo)) if elbo > initial_elbo => Ok(LrSearchReport { chosen, tried, initial_elbo }),
+        // the smallest step within 2 s.e. of the best ELBO: a larger one is no faster that the
+        // trial can tell, and its stationary jitter and bias are larger
+        let best = trials.iter().filter_map(|&(_, _, e)| e).max_by(|a, b| a.0.total_cmp(&b.0));
+        let chosen = best.and_then(|(top, se)| {
+            trials
+                .iter()
+                .filter(|(_, _, e)| e.is_some_and(|(e, e_se)| e >= top - 2.0 * (se * se + e_se * e_se).sqrt()))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .copied()
+        });
+        let tried: Vec<(f64, LocStep, Option<f64>)> =
+            trials.iter().map(|&(lr, k, e)| (lr, k, e.map(|e| e.0))).collect();
+        match chosen {
+            Some((chosen, loc_step, Some((elbo, _)))) if elbo > initial_elbo => {
+                Ok(LrSearchReport { chosen, loc_step, tried, initial_elbo })
+            }
             _ => Err(Error::config(
                 "lr_search",
                 format!("{:?}", self.grid),

@@ -17,7 +17,7 @@ use crate::family::VariationalFamily;
 use crate::latent::Latents;
 use crate::noise::{Noise, Stream};
 use crate::objective::Estimator;
-use crate::optim::Optimizer;
+use crate::optim::{LocStep, Optimizer};
 use crate::summary::{Draws, Summary};
 use crate::Result;
 
@@ -252,15 +252,22 @@ impl<Q> Fit<Q> {
             let tried: Vec<String> = search
                 .tried
                 .iter()
-                .map(|(lr, elbo)| match elbo {
-                    Some(e) => format!("{lr}: {e:.4}"),
-                    None => format!("{lr}: diverged"),
+                .map(|(lr, kind, elbo)| {
+                    let kind = match kind {
+                        LocStep::Absolute => "",
+                        LocStep::ScaleRelative => " rel.",
+                    };
+                    match elbo {
+                        Some(e) => format!("{lr}{kind}: {e:.4}"),
+                        None => format!("{lr}{kind}: diverged"),
+                    }
                 })
                 .collect();
             writeln!(
                 f,
-                "  step size  {} from a search (ELBO after the trial; initial {:.4}): {}",
+                "  step size  {}{} from a search (ELBO after the trial; initial {:.4}): {}",
                 search.chosen,
+                if search.loc_step == LocStep::ScaleRelative { ", location steps relative to q's sds" } else { "" },
                 search.initial_elbo,
                 tried.join(", ")
             )?;

@@ -58,7 +58,7 @@ pub use fit::{Averaged, Fit, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::Estimator;
-pub use optim::{LrSchedule, Optimizer};
+pub use optim::{LocStep, LrSchedule, Optimizer};
 pub use stop::StopRule;
 pub use summary::{Draws, Summary};
 pub use svi::{Advi, Step, SviState};

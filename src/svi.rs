@@ -28,7 +28,7 @@ use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
 use crate::observe::{Observer, StepInfo};
-use crate::optim::{LrSchedule, Optimizer, OptimizerState};
+use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
 use crate::stop::{StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
@@ -73,6 +73,7 @@ pub struct Advi<F: Family> {
     stop: Option<StopRule>,
     max_time: Option<Duration>,
     lr_search: Option<LrSearch>,
+    loc_step: LocStep,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -103,6 +104,7 @@ impl<F: Family> Advi<F> {
             stop: None,
             max_time: None,
             lr_search: None,
+            loc_step: LocStep::Absolute,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -262,7 +264,7 @@ impl<F: Family> Advi<F> {
             return self.run_with(state, model, observers);
         };
         let report = search.run(self, model)?;
-        let advi = self.clone().lr(report.chosen);
+        let advi = self.clone().lr(report.chosen).loc_step(report.loc_step);
         let state = advi.init(model)?;
         let mut fit = advi.run_with(state, model, observers)?;
         fit.lr_search = Some(report);
@@ -274,6 +276,14 @@ impl<F: Family> Advi<F> {
     /// is in [`Fit::lr_search`] and the report.
     pub fn lr_search(mut self, search: LrSearch) -> Self {
         self.lr_search = Some(search);
+        self
+    }
+
+    /// How the location's steps are measured: in the model's units ([`LocStep::Absolute`], the
+    /// default) or in q's sds ([`LocStep::ScaleRelative`], for posteriors whose scales differ by
+    /// orders of magnitude).
+    pub fn loc_step(mut self, loc_step: LocStep) -> Self {
+        self.loc_step = loc_step;
         self
     }
 
@@ -490,7 +500,16 @@ impl<F: Family> Advi<F> {
             }
         }
         let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
-        state.optimizer.step(&grads, lr)?;
+        match self.loc_step {
+            LocStep::Absolute => state.optimizer.step(&grads, lr)?,
+            LocStep::ScaleRelative => {
+                let Some(loc) = params.iter().position(|(name, _)| *name == "loc") else {
+                    return Err(Error::config("loc_step", "ScaleRelative", "the family has no parameter named `loc`"));
+                };
+                let sd = state.q.marginal_log_sd()?.exp()?;
+                state.optimizer.step_scaled(&grads, lr, Some((loc, &sd)))?
+            }
+        }
         Ok(Step::Taken { elbo })
     }
 

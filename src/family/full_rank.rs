@@ -200,4 +200,17 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_marginal_log_sd_is_half_the_log_of_the_covariance_diagonal() {
+        let l = [0.5, 0.0, 0.0, -0.3, 0.02, 0.0, 1.5, 0.01, 2.0];
+        for link in [ScaleLink::Log, ScaleLink::Softplus] {
+            let q = FullRankGaussian::new(&[0.0; 3], &l, link, DType::F64, &Device::Cpu).unwrap();
+            let got = to_host(&q.marginal_log_sd().unwrap()).unwrap();
+            for i in 0..3 {
+                let var: f64 = (0..3).map(|j| l[i * 3 + j] * l[i * 3 + j]).sum();
+                assert!((got[i] - 0.5 * var.ln()).abs() < 1e-14, "{got:?}");
+            }
+        }
+    }
 }
