@@ -11,17 +11,17 @@
 //! that ELBO must beat the initial q's
 //! ```
 //!
-//! Stan's grid is η ∈ {100, 10, 1, 0.1, 0.01} over 50 steps each, scored on the last iterate;
-//! here each trial has 100 steps and is scored on the average, which stops a large η from
-//! winning on one lucky iterate. Its step sizes multiply an
-//! adaptive per-coordinate scaling, as Adam's do here, so the grid carries over; a diverging η
-//! costs only its own trial. The search can also try both kinds of location step ([`LocStep`]).
+//! Stan's grid is η ∈ {100, 10, 1, 0.1, 0.01}. Stan runs 50 steps of each and scores the last
+//! iterate. Here each trial runs 100 steps and is scored on their average, so a large η cannot
+//! win on one lucky iterate. Stan's step sizes multiply an adaptive per-coordinate scaling, as
+//! Adam's do here, so the grid carries over. A diverging η costs only its own trial. The search
+//! tries both kinds of location step ([`LocStep`]).
 //!
-//! Limits, measured (benches/README.md): a 100-step trial cannot see a step size's stationary
-//! bias. η ≥ 1 can score as well as 0.1 after 100 steps and still leave q's sds at half the
-//! target's in the long run. Where the posterior's scales differ by orders of magnitude, no
-//! absolute η works; [`LocStep::ScaleRelative`] at η ≈ 0.03 does, and the search does not find
-//! it by itself.
+//! A 100-step trial cannot see a step size's long-run bias: η = 1 can score as well as 0.1 and
+//! still leave q's sds at half the target's. So after a search the default stopping rule halves
+//! η whenever the average has settled, until halving no longer moves it
+//! ([`crate::StopRule::Stationary`] with `halving`). With both kinds of location step, a target
+//! whose scales are 1e3 and 1e-3 together is fitted (benches/README.md).
 
 use candle_core::Tensor;
 
@@ -49,10 +49,15 @@ pub struct LrSearch {
 }
 
 impl Default for LrSearch {
-    /// Stan's grid η ∈ {100, 10, 1, 0.1, 0.01}; 100 steps each, ELBO on 100 draws; absolute
-    /// location steps only (add [`LocStep::ScaleRelative`] to `loc_steps` to try both).
+    /// Stan's grid η ∈ {100, 10, 1, 0.1, 0.01}; 100 steps each, ELBO on 100 draws; both kinds of
+    /// location step.
     fn default() -> Self {
-        LrSearch { grid: vec![100.0, 10.0, 1.0, 0.1, 0.01], steps: 100, draws: 100, loc_steps: vec![LocStep::Absolute] }
+        LrSearch {
+            grid: vec![100.0, 10.0, 1.0, 0.1, 0.01],
+            steps: 100,
+            draws: 100,
+            loc_steps: vec![LocStep::Absolute, LocStep::ScaleRelative],
+        }
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Fit<Q> {
     pub(crate) summary: Summary,
     pub(crate) halvings: usize,
     pub(crate) averaged: Option<Averaged>,
+    pub(crate) rule_halvings: usize,
+    pub(crate) final_lr: f64,
     pub(crate) lr_search: Option<LrSearchReport>,
 }
 
@@ -192,6 +194,17 @@ impl<Q> Fit<Q> {
         self.averaged
     }
 
+    /// How many times the stopping rule halved the step size ([`crate::StopRule::Stationary`]
+    /// with `halving`).
+    pub fn rule_halvings(&self) -> usize {
+        self.rule_halvings
+    }
+
+    /// The step size of the last step (after any halving and schedule).
+    pub fn final_lr(&self) -> f64 {
+        self.final_lr
+    }
+
     /// The step-size search before the fit, if one ran ([`crate::Advi::lr_search`]).
     pub fn lr_search(&self) -> Option<&LrSearchReport> {
         self.lr_search.as_ref()
@@ -273,6 +286,13 @@ impl<Q> Fit<Q> {
             )?;
         }
         writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
+        if self.rule_halvings > 0 {
+            writeln!(
+                f,
+                "  step size  halved {} times until the average stopped moving: η = {:.3e} at the end",
+                self.rule_halvings, self.final_lr
+            )?;
+        }
         if let Some(a) = self.averaged {
             writeln!(
                 f,

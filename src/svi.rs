@@ -29,7 +29,7 @@ use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
-use crate::stop::{StopRule, StopState};
+use crate::stop::{Decision, StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 
@@ -315,9 +315,13 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// The rule in force: the one set, else stationarity with a constant step size.
+    /// The rule in force: the one set, else stationarity with a constant step size (with halving
+    /// after a step-size search, whose pick is often too large to stop at).
     pub fn stop_rule(&self) -> StopRule {
         self.stop.unwrap_or(match self.schedule {
+            LrSchedule::Constant if self.lr_search.is_some() => {
+                StopRule::Stationary { rhat: 1.1, tol: 0.02, halving: true }
+            }
             LrSchedule::Constant => StopRule::stationary(),
             _ => StopRule::MaxSteps,
         })
@@ -442,8 +446,10 @@ impl<F: Family> Advi<F> {
             }
         }
         if let StopState::Stationary(rule) = &mut state.stop {
-            if let Some(w) = rule.observe(&state.q)? {
-                state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse });
+            match rule.observe(&state.q, state.iteration)? {
+                Decision::Continue => {}
+                Decision::Stop(w) => state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse }),
+                Decision::Halve => state.lr_scale *= 0.5,
             }
         }
         Ok(step)
@@ -558,7 +564,9 @@ impl<F: Family> Advi<F> {
     fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
         // Iterate averaging: q becomes the average of the stationary window, if one was found.
         let mut averaged = None;
+        let mut rule_halvings = 0;
         if let StopState::Stationary(rule) = &state.stop {
+            rule_halvings = rule.halvings();
             if let (Some(window), Some((steps, mean))) = (rule.window(), rule.average()?) {
                 for ((_, var), value) in state.q.params().iter().zip(&mean) {
                     var.set(value)?;
@@ -605,6 +613,8 @@ impl<F: Family> Advi<F> {
             summary,
             halvings: state.halvings,
             averaged,
+            rule_halvings,
+            final_lr: self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale,
             lr_search: None,
         })
     }

@@ -1,8 +1,8 @@
 //! Stopping rules: the default (stationary iterates, averaged to a small Monte Carlo error) stops a
 //! fit early with an accurate q and does not stop one that is still travelling; Stan's rule, the
 //! wall-time budget and the step limit each stop a run and say so; the step-size search keeps the
-//! smallest step as good as the best; scale-relative location steps fit a target whose scales are
-//! 1e3 and 1e-3 together, where Adam's absolute steps crawl.
+//! smallest step as good as the best and, with halving and scale-relative location steps, fits a
+//! target whose scales are 1e3 and 1e-3 together, where Adam's default absolute steps crawl.
 //!
 //! The default rule's tolerance is an MCSE of 0.02 (means in sds, sds relative), so the asserted
 //! 0.05 sd and 5 % are 2.5 MCSEs or more for every coordinate.
@@ -131,8 +131,8 @@ fn bad_rules_are_refused() {
     let bad = [
         StopRule::Stan { eval: 0, tol: 0.01 },
         StopRule::Stan { eval: 100, tol: 0.0 },
-        StopRule::Stationary { rhat: 1.0, tol: 0.02 },
-        StopRule::Stationary { rhat: 1.1, tol: f64::NAN },
+        StopRule::Stationary { rhat: 1.0, tol: 0.02, halving: false },
+        StopRule::Stationary { rhat: 1.1, tol: f64::NAN, halving: true },
     ];
     for rule in bad {
         let err = Advi::new(MeanField).stop(rule).fit(&model).unwrap_err();
@@ -147,7 +147,13 @@ fn bad_rules_are_refused() {
 #[test]
 fn the_step_size_search_keeps_the_smallest_step_as_good_as_the_best_and_fails_when_none_improves() {
     let (model, mu, sd) = diagonal_target([-3.0, 0.0, 3.0]);
-    let fit = Advi::new(MeanField).dtype(DType::F64).seed(0).lr_search(LrSearch::default()).fit(&model).unwrap();
+    let fit = Advi::new(MeanField)
+        .dtype(DType::F64)
+        .seed(0)
+        .steps(30_000)
+        .lr_search(LrSearch::default())
+        .fit(&model)
+        .unwrap();
     let search = fit.lr_search().expect("the search ran").clone();
     // η = 100 and 10 throw q far off (ELBO far below the initial one) or diverge
     assert!(
@@ -162,15 +168,31 @@ fn the_step_size_search_keeps_the_smallest_step_as_good_as_the_best_and_fails_wh
     let (mean_err, sd_err) = errors(&fit, &mu, &sd);
     assert!(mean_err < 0.05 && sd_err < 0.05, "η = {}: mean {mean_err:.4} sd, sd {sd_err:.4}\n{fit}", search.chosen);
 
-    // log p is NaN away from a tiny region around the start: every step size diverges
+    // log p is NaN for |z| ≥ 0.01: every absolute step size leaves that region within its trial
     let fragile = elbo::from_fn(1, |z: &Tensor| (z.squeeze(1)?.sqr()?.neg()? + 1e-4)?.sqrt()?.log());
-    let err = Advi::new(MeanField)
-        .dtype(DType::F64)
-        .init_scale(1e-3)
-        .lr_search(LrSearch::default())
-        .fit(&fragile)
-        .unwrap_err();
+    let absolute = LrSearch { loc_steps: vec![LocStep::Absolute], ..LrSearch::default() };
+    let err = Advi::new(MeanField).dtype(DType::F64).init_scale(1e-3).lr_search(absolute).fit(&fragile).unwrap_err();
     assert!(err.to_string().contains("no step size improved"), "{err}");
+}
+
+#[test]
+fn the_step_size_search_fits_scales_of_1e3_and_1e_3_together_where_the_default_crawls() {
+    // means 2000 and 0.002, sds 1000 and 0.001. Adam's absolute steps of the default η = 0.01
+    // crawl on the first (still more than 1 sd away after 30,000 steps); no absolute η suits both
+    // scales. The search tries steps relative to q's sds too, and the rule then halves η until
+    // the average stops moving (a large η's stationary bias goes with it).
+    let (mu, sd) = ([2_000.0, 0.002], [1_000.0, 0.001]);
+    let model = gaussian_target(mu.to_vec(), &[sd[0], 0.0, 0.0, sd[1]]);
+    let advi = Advi::new(MeanField).dtype(DType::F64).steps(30_000).seed(0);
+    let default = advi.clone().fit(&model).unwrap();
+    let mean = host(&default.mean().unwrap());
+    assert!(((mean[0] - mu[0]) / sd[0]).abs() > 1.0, "the default: {mean:?}");
+    let searched = advi.lr_search(LrSearch::default()).fit(&model).unwrap();
+    assert!(matches!(searched.stop_reason(), StopReason::Stationary { .. }), "{searched}");
+    assert!(searched.rule_halvings() >= 1, "{searched}");
+    let (mean_err, sd_err) = errors(&searched, &mu, &sd);
+    assert!(mean_err < 0.05 && sd_err < 0.05, "mean {mean_err:.4} sd, sd {sd_err:.4}\n{searched}");
+    assert!(searched.to_string().contains("halved"), "{searched}");
 }
 
 #[test]

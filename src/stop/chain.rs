@@ -31,15 +31,6 @@ pub(crate) fn split_rhat(x: &[f64], chains: usize) -> f64 {
     (((n - 1) as f64 / n as f64 * within + between / n as f64) / within).sqrt()
 }
 
-/// The largest minus the smallest of the means of `chains` equal chunks of `x`.
-pub(crate) fn chunk_spread(x: &[f64], chains: usize) -> f64 {
-    let n = x.len() / chains;
-    let x = &x[x.len() - n * chains..];
-    let means = (0..chains).map(|c| mean(&x[c * n..(c + 1) * n]));
-    let (lo, hi) = means.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), m| (lo.min(m), hi.max(m)));
-    hi - lo
-}
-
 /// The effective sample size of `x` (between 1 and its length; its length for a constant series).
 pub(crate) fn ess(x: &[f64]) -> f64 {
     let n = x.len();
@@ -112,6 +103,5 @@ mod tests {
         let trend: Vec<f64> = x.iter().enumerate().map(|(t, v)| v + t as f64 * 1e-3).collect();
         assert!(split_rhat(&trend, 4) > 1.3, "{}", split_rhat(&trend, 4));
         assert_eq!(split_rhat(&[2.0; 40], 4), 1.0);
-        assert!((chunk_spread(&trend, 4) - 3.0).abs() < 0.2);
     }
 }

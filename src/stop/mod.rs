@@ -13,7 +13,7 @@ mod stan;
 mod stationary;
 
 pub(crate) use stan::StanRule;
-pub(crate) use stationary::StationaryRule;
+pub(crate) use stationary::{Decision, StationaryRule};
 
 use crate::{Error, Result};
 
@@ -38,6 +38,10 @@ pub enum StopRule {
         rhat: f64,
         /// The largest MCSE of the average: means in units of q's sd, sds relative (0.02).
         tol: f64,
+        /// Once the average is precise, halve the step size and go on until halving no longer
+        /// moves the average (by 3 `tol`), which removes a large step's stationary bias; on by
+        /// default after a step-size search.
+        halving: bool,
     },
 }
 
@@ -47,9 +51,9 @@ impl StopRule {
         StopRule::Stan { eval: 100, tol: 0.01 }
     }
 
-    /// The stationarity rule with R̂ < 1.1 and MCSE < 0.02.
+    /// The stationarity rule with R̂ < 1.1 and MCSE < 0.02, without halving.
     pub fn stationary() -> Self {
-        StopRule::Stationary { rhat: 1.1, tol: 0.02 }
+        StopRule::Stationary { rhat: 1.1, tol: 0.02, halving: false }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -68,7 +72,7 @@ impl StopRule {
                 }
                 positive("tol", tol)
             }
-            StopRule::Stationary { rhat, tol } => {
+            StopRule::Stationary { rhat, tol, .. } => {
                 if !(rhat > 1.0 && rhat.is_finite()) {
                     return Err(Error::config("stop", format!("{self:?}"), "rhat must be above 1 and finite"));
                 }
@@ -91,7 +95,9 @@ impl StopState {
         match rule {
             StopRule::MaxSteps => StopState::MaxSteps,
             StopRule::Stan { eval, tol } => StopState::Stan(StanRule::new(eval, tol, max_steps)),
-            StopRule::Stationary { rhat, tol } => StopState::Stationary(StationaryRule::new(rhat, tol, 0)),
+            StopRule::Stationary { rhat, tol, halving } => {
+                StopState::Stationary(StationaryRule::new(rhat, tol, halving, 0))
+            }
         }
     }
 }

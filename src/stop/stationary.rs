@@ -10,16 +10,22 @@
 //! batches:    means θ̄_b of b consecutive steps (b = 50, doubled by merging whenever 128 are kept)
 //! window:     the longest run of the latest batches, from a start at a multiple of 4 batches in the
 //!             first half, at least 32 batches long, in which every coordinate j is stationary:
-//!               split-R̂_j < `rhat` over 4 chunks, or the chunk means differ by < tol · u_j
+//!             split-R̂_j < `rhat` over 4 chunks
 //! average:    λ̄ = the mean of every parameter over the steps from the window's start (q becomes λ̄)
 //! MCSE_j:     sd(θ̄_b,j) / √ESS_j / u_j over the window's batch means, u_j = exp(mean log σ_j)
 //!             for a mean (errors in units of q's sd) and 1 for a log sd (relative errors)
 //! stop:       max_j MCSE_j < tol
+//! halving:    (optional, Welandawe et al. 2022) a constant step's stationary bias shrinks with
+//!             η, so it is gone once halving η no longer moves the average. Each phase runs
+//!             until a window is found; its average θ̄ is compared with the last phase's θ̄':
+//!             max_j |θ̄_j − θ̄'_j| / u_j < 3 tol ⇒ the last phase: average to MCSE < tol, stop;
+//!             else halve η and start a new phase. A phase with no window in 128 batches
+//!             (too large a step to settle) is halved too; at most 10 halvings
 //! ```
 
 use candle_core::Tensor;
 
-use super::chain::{chunk_spread, ess, mean, sd, split_rhat};
+use super::chain::{ess, mean, sd, split_rhat};
 use crate::family::VariationalFamily;
 use crate::linalg::to_f64_vec;
 use crate::Result;
@@ -34,6 +40,19 @@ const MIN_BATCHES: usize = 32;
 const GROUP: usize = 4;
 /// Chunks of a window taken as chains by split-R̂.
 const CHAINS: usize = 4;
+/// The most step-size halvings of one run.
+pub(crate) const MAX_HALVINGS: usize = 10;
+
+/// What the rule decided after a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Decision {
+    /// Go on.
+    Continue,
+    /// The average is precise (and, when halving, no longer moves): stop.
+    Stop(Window),
+    /// The average is precise but still moved since the last halving: halve η and go on.
+    Halve,
+}
 
 /// The stationary part of the run found at the last check.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,6 +76,12 @@ struct Partial<T> {
 pub(crate) struct StationaryRule {
     rhat: f64,
     tol: f64,
+    halving: bool,
+    /// The watched averages of the last phase, before the last halving.
+    previous: Option<Vec<f64>>,
+    halvings: usize,
+    /// Halving is over: this phase runs to the MCSE tolerance.
+    last_phase: bool,
     /// Steps per full batch.
     batch: usize,
     /// The iteration at which the first batch began.
@@ -73,10 +98,14 @@ pub(crate) struct StationaryRule {
 }
 
 impl StationaryRule {
-    pub(crate) fn new(rhat: f64, tol: f64, start: usize) -> Self {
+    pub(crate) fn new(rhat: f64, tol: f64, halving: bool, start: usize) -> Self {
         StationaryRule {
             rhat,
             tol,
+            halving,
+            previous: None,
+            halvings: 0,
+            last_phase: false,
             batch: BATCH,
             start,
             steps: 0,
@@ -88,9 +117,21 @@ impl StationaryRule {
         }
     }
 
-    /// Forgets every iterate so far (after q was moved back by a recovery from non-finite steps).
+    /// Forgets every iterate so far (after q was moved back by a recovery from non-finite steps,
+    /// or after a halving); what earlier phases averaged and the halvings are kept.
     pub(crate) fn restart(&mut self, iteration: usize) {
-        *self = StationaryRule::new(self.rhat, self.tol, iteration);
+        let (previous, halvings, last_phase) = (self.previous.take(), self.halvings, self.last_phase);
+        *self = StationaryRule {
+            previous,
+            halvings,
+            last_phase,
+            ..StationaryRule::new(self.rhat, self.tol, self.halving, iteration)
+        };
+    }
+
+    /// How many times the rule halved the step size.
+    pub(crate) fn halvings(&self) -> usize {
+        self.halvings
     }
 
     /// The latest stationary window, if one was found.
@@ -98,8 +139,8 @@ impl StationaryRule {
         self.window
     }
 
-    /// Sees q after one step; returns the window once its average is precise enough.
-    pub(crate) fn observe<Q: VariationalFamily>(&mut self, q: &Q) -> Result<Option<Window>> {
+    /// Sees q after one step (the `iteration`-th) and decides.
+    pub(crate) fn observe<Q: VariationalFamily>(&mut self, q: &Q, iteration: usize) -> Result<Decision> {
         let watched = [to_f64_vec(&q.loc()?)?, to_f64_vec(&q.marginal_log_sd()?)?].concat();
         let params: Vec<Tensor> = q.params().iter().map(|(_, v)| v.as_tensor().detach()).collect();
         self.steps += 1;
@@ -119,7 +160,7 @@ impl StationaryRule {
         };
         if batch.steps < self.batch {
             self.batch_partial = Some(batch);
-            return Ok(None);
+            return Ok(Decision::Continue);
         }
         self.means.push(batch.sums.iter().map(|s| s / batch.steps as f64).collect());
         if self.means.len().is_multiple_of(GROUP) {
@@ -129,7 +170,46 @@ impl StationaryRule {
             self.merge()?;
         }
         self.window = self.find_window();
-        Ok(self.window.filter(|w| w.mcse < self.tol))
+        if self.halving && !self.last_phase && self.halvings < MAX_HALVINGS {
+            match self.window {
+                Some(window) => {
+                    let average = self.watched_average(window);
+                    let settled = self.previous.as_ref().is_some_and(|previous| self.agree(&average, previous));
+                    if !settled {
+                        self.previous = Some(average);
+                        return Ok(self.halve(iteration));
+                    }
+                    self.last_phase = true;
+                }
+                None if self.batch > BATCH => return Ok(self.halve(iteration)), // 128 batches, no window
+                None => return Ok(Decision::Continue),
+            }
+        }
+        match self.window.filter(|w| w.mcse < self.tol) {
+            Some(window) => Ok(Decision::Stop(window)),
+            None => Ok(Decision::Continue),
+        }
+    }
+
+    fn halve(&mut self, iteration: usize) -> Decision {
+        self.halvings += 1;
+        self.restart(iteration);
+        Decision::Halve
+    }
+
+    /// Whether two phases' watched averages agree within 3 tol (means in q's sds).
+    fn agree(&self, average: &[f64], previous: &[f64]) -> bool {
+        let dim = average.len() / 2;
+        (0..2 * dim).all(|j| {
+            let unit = if j < dim { average[dim + j].exp() } else { 1.0 };
+            (average[j] - previous[j]).abs() / unit < 3.0 * self.tol
+        })
+    }
+
+    /// The mean of the watched coordinates over the window's batches.
+    fn watched_average(&self, window: Window) -> Vec<f64> {
+        let batches = &self.means[window.first_group * GROUP..];
+        (0..batches[0].len()).map(|j| batches.iter().map(|m| m[j]).sum::<f64>() / batches.len() as f64).collect()
     }
 
     /// q's parameters averaged over every step from the window's start, in `q.params()` order.
@@ -173,7 +253,7 @@ impl StationaryRule {
                 (0..2 * dim).map(|j| if j < dim { mean(&series(dim + j)).exp() } else { 1.0 }).collect();
             let stationary = (0..2 * dim).all(|j| {
                 let x = series(j);
-                split_rhat(&x, CHAINS) < self.rhat || chunk_spread(&x, CHAINS) < self.tol * units[j]
+                split_rhat(&x, CHAINS) < self.rhat
             });
             if stationary {
                 let mcse = (0..2 * dim)
