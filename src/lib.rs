@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod adapt;
+pub mod amortized;
 pub mod diagnose;
 pub mod dist;
 pub mod error;
