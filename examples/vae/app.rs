@@ -293,15 +293,21 @@ fn device_name(device: &Device) -> String {
     }
 }
 
-/// Sets candle's thread count before its first matrix product: `--threads`, else the user's
-/// RAYON_NUM_THREADS, else every core (the VAE's products are large: more threads help).
+/// Sets candle's thread counts before its first operation: `--threads`, else the user's
+/// RAYON_NUM_THREADS, else every core, for the matrix products (the VAE's are large: more threads
+/// help); element-wise ops stay on one thread (CANDLE_NUM_THREADS=1) unless the user set it, because
+/// candle's spin-wait pool for them was slower than one thread here (benches/README.md).
 fn set_threads(threads: Option<usize>) -> Option<usize> {
     let n = threads
         .or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()))
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
+    // Called before the example starts any thread of its own; candle reads RAYON_NUM_THREADS at
+    // each product and sizes its element-wise pool from CANDLE_NUM_THREADS at its first use.
     if let Some(n) = n {
-        // SAFETY: called before the example starts any thread of its own; candle reads it on each product
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     n
 }

@@ -10,7 +10,9 @@
 //!   [`VaeTrainer`]; [`idx`] reads the MNIST-format image files it is usually fed.
 #![deny(missing_docs)]
 
+mod adam;
 mod data;
+pub mod dense;
 mod gaussian_mixture;
 pub mod idx;
 mod linear_regression;

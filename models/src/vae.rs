@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
-use candle_nn::{Linear, VarBuilder, VarMap};
+use candle_nn::VarMap;
 use elbo::amortized::{
     active_units, bernoulli_logit_log_likelihood, elbo_terms, iw_log_likelihood, latent_activity, AmortizedGaussian,
     Decoder, DiagGaussian, ElboTerms, KlForm,
@@ -29,6 +29,9 @@ use elbo::special::HALF_LN_2PI;
 use elbo::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
+
+use crate::adam::FusedAdam;
+use crate::dense::{Activation, Dense};
 
 /// The RNG stream of a seed that initialises the weights (apart from [`Stream`]'s).
 const WEIGHT_STREAM: u64 = 16;
@@ -101,13 +104,13 @@ impl VaeConfig {
 /// The encoder x ↦ [μ, log σ²]: one ReLU hidden layer and a linear head of 2D outputs.
 #[derive(Clone, Debug)]
 pub struct VaeEncoder {
-    hidden: Linear,
-    head: Linear,
+    hidden: Dense,
+    head: Dense,
 }
 
 impl Module for VaeEncoder {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.head.forward(&self.hidden.forward(x)?.relu()?)
+        self.head.forward(&self.hidden.forward(x)?)
     }
 }
 
@@ -115,15 +118,15 @@ impl Module for VaeEncoder {
 /// its likelihood.
 #[derive(Clone, Debug)]
 pub struct VaeDecoder {
-    hidden: Linear,
-    out: Linear,
+    hidden: Dense,
+    out: Dense,
     likelihood: VaeLikelihood,
 }
 
 impl VaeDecoder {
     /// The decoder's output o for latents `z` `[B, D]`: logits (Bernoulli) or means (Gaussian), `[B, P]`.
     pub fn output(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        self.out.forward(&self.hidden.forward(z)?.relu()?)
+        self.out.forward(&self.hidden.forward(z)?)
     }
 
     /// E[x | z]: σ(o) for the Bernoulli decoder, o for the Gaussian one, `[B, P]`.
@@ -173,43 +176,29 @@ impl Vae {
         config.validate()?;
         elbo::runtime::default_threads();
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, config.dtype, device);
-        let (p, h, d) = (config.input_dim, config.hidden_dim, config.latent_dim);
-        let encoder = VaeEncoder {
-            hidden: candle_nn::linear(p, h, vb.pp("encoder.hidden"))?,
-            head: candle_nn::linear(h, 2 * d, vb.pp("encoder.head"))?,
-        };
-        let decoder = VaeDecoder {
-            hidden: candle_nn::linear(d, h, vb.pp("decoder.hidden"))?,
-            out: candle_nn::linear(h, p, vb.pp("decoder.out"))?,
-            likelihood: config.likelihood,
-        };
-        let vae = Vae { config, varmap, q: AmortizedGaussian::new(encoder, d)?, decoder };
-        vae.init_weights(seed)?;
-        Ok(vae)
-    }
-
-    /// W, b ~ U(−1/√fan_in, 1/√fan_in), by variable name in sorted order (candle's own init is unseeded).
-    fn init_weights(&self, seed: u64) -> Result<()> {
         let mut rng = ChaCha12Rng::seed_from_u64(seed);
         rng.set_stream(WEIGHT_STREAM);
-        for (name, var) in self.named_vars() {
-            // weights are [out, in]; a bias [out] belongs to the weight of the same layer
-            let fan_in = if name.ends_with(".weight") {
-                var.dims()[1]
-            } else {
-                let layer = name.trim_end_matches(".bias");
-                self.named_vars()
-                    .into_iter()
-                    .find(|(n, _)| n == &format!("{layer}.weight"))
-                    .map_or(1, |(_, w)| w.dims()[1])
-            };
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let values: Vec<f64> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
-            let t = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
-            var.set(&t)?;
-        }
-        Ok(())
+        let (p, h, d) = (config.input_dim, config.hidden_dim, config.latent_dim);
+        // in a fixed order, so that the seed fixes every weight
+        let mut layer = |name: &str, fan_in: usize, fan_out: usize, act: Activation| -> Result<Dense> {
+            let w = uniform_var(&mut rng, (fan_in, fan_out), fan_in, config.dtype, device)?;
+            let b = uniform_var(&mut rng, fan_out, fan_in, config.dtype, device)?;
+            let mut data =
+                varmap.data().lock().expect("the VarMap's lock is never poisoned: no code panics holding it");
+            data.insert(format!("{name}.weight"), w.clone());
+            data.insert(format!("{name}.bias"), b.clone());
+            Ok(Dense::new(w, b, act)?)
+        };
+        let encoder = VaeEncoder {
+            hidden: layer("encoder.hidden", p, h, Activation::Relu)?,
+            head: layer("encoder.head", h, 2 * d, Activation::Identity)?,
+        };
+        let decoder = VaeDecoder {
+            hidden: layer("decoder.hidden", d, h, Activation::Relu)?,
+            out: layer("decoder.out", h, p, Activation::Identity)?,
+            likelihood: config.likelihood,
+        };
+        Ok(Vae { config, varmap, q: AmortizedGaussian::new(encoder, d)?, decoder })
     }
 
     /// The sizes and likelihood.
@@ -407,12 +396,41 @@ pub struct StepStats {
     pub kl: f64,
 }
 
+/// W, b ~ U(−1/√fan_in, 1/√fan_in), PyTorch's default for `nn.Linear`, from `rng`.
+fn uniform_var(
+    rng: &mut ChaCha12Rng,
+    shape: impl Into<candle_core::Shape>,
+    fan_in: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Var> {
+    let shape = shape.into();
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let values: Vec<f64> = (0..shape.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)?)
+}
+
+/// The optimiser: fused on the CPU, tensor ops elsewhere.
+enum Adam {
+    Fused(FusedAdam),
+    Tensors(OptimizerState),
+}
+
+impl std::fmt::Debug for Adam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Adam::Fused(_) => "Adam (fused, CPU)",
+            Adam::Tensors(_) => "Adam (tensor ops)",
+        })
+    }
+}
+
 /// Trains a [`Vae`] with Adam on minibatches: one draw of ε per datum, the ELBO with analytic KL
 /// (or the entropy form), the KL weighted by β.
 #[derive(Debug)]
 pub struct VaeTrainer {
     vae: Vae,
-    opt: OptimizerState,
+    opt: Adam,
     noise: Noise,
     lr: f64,
     form: KlForm,
@@ -422,7 +440,15 @@ pub struct VaeTrainer {
 impl VaeTrainer {
     /// Adam with learning rate `lr` on every weight of `vae`; ε from `seed`'s optimisation stream.
     pub fn new(vae: Vae, lr: f64, seed: u64) -> Result<Self> {
-        let opt = OptimizerState::new(Optimizer::adam(lr), vae.vars())?;
+        let opt = match vae.device() {
+            Device::Cpu => {
+                if !(lr > 0.0 && lr.is_finite()) {
+                    return Err(Error::config("lr", lr, "the learning rate must be positive and finite"));
+                }
+                Adam::Fused(FusedAdam::new(vae.vars())?)
+            }
+            _ => Adam::Tensors(OptimizerState::new(Optimizer::adam(lr), vae.vars())?),
+        };
         Ok(VaeTrainer { vae, opt, noise: Noise::new(seed, Stream::Optimise), lr, form: KlForm::Analytic, steps: 0 })
     }
 
@@ -450,7 +476,10 @@ impl VaeTrainer {
             });
         }
         let grads = loss.backward()?;
-        self.opt.step(&grads, self.lr)?;
+        match &mut self.opt {
+            Adam::Fused(adam) => adam.step(&grads, self.lr)?,
+            Adam::Tensors(adam) => adam.step(&grads, self.lr)?,
+        }
         self.steps += 1;
         Ok(StepStats { elbo, kl })
     }
