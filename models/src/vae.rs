@@ -295,6 +295,7 @@ impl Vae {
         let chunk = chunk.max(1);
         let mut noise = Noise::new(seed, Stream::Evaluate);
         let (mut ll, mut kl) = (0.0, 0.0);
+        let mut per_datum = Vec::with_capacity(n);
         let mut kl_dim = vec![0.0; self.config.latent_dim];
         let mut locs = Vec::new();
         for start in (0..n).step_by(chunk) {
@@ -302,6 +303,7 @@ impl Vae {
             let q = self.posterior(&xb)?;
             let eps = noise.standard_normal(q.batch(), q.dim(), self.config.dtype, xb.device())?;
             let terms = elbo_terms(&q, &self.decoder, &xb, &eps, KlForm::Analytic)?;
+            per_datum.extend(terms.elbo()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
             ll += sum_f64(&terms.log_likelihood)?;
             kl += sum_f64(&terms.kl)?;
             let per_dim = q.kl_standard_normal_per_dim()?.to_dtype(DType::F64)?.sum(0)?.to_vec1::<f64>()?;
@@ -310,8 +312,11 @@ impl Vae {
         }
         let nf = n as f64;
         let activity = latent_activity(&Tensor::cat(&locs, 0)?)?;
+        let elbo = (ll - kl) / nf;
+        let elbo_sd = (per_datum.iter().map(|e| (e - elbo).powi(2)).sum::<f64>() / (nf - 1.0).max(1.0)).sqrt();
         Ok(Evaluation {
-            elbo: (ll - kl) / nf,
+            elbo,
+            elbo_sd,
             log_likelihood: ll / nf,
             kl: kl / nf,
             kl_per_dim: kl_dim.into_iter().map(|v| v / nf).collect(),
@@ -375,6 +380,9 @@ fn sum_f64(t: &Tensor) -> Result<f64> {
 pub struct Evaluation {
     /// The ELBO per datum (one draw per datum), higher is better.
     pub elbo: f64,
+    /// The standard deviation of the per-datum ELBO estimates over the data (so the standard
+    /// error of `elbo` is `elbo_sd / √N`).
+    pub elbo_sd: f64,
     /// E_q[log p(x | z)] per datum.
     pub log_likelihood: f64,
     /// KL(q(z | x) ‖ N(0, I)) per datum.
