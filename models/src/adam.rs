@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The same update as `elbo::optim` (same formula, same order of operations per element), but as
-//! one loop instead of a dozen tensor ops each allocating a weight-sized tensor. Off the CPU the
-//! trainer uses `elbo::optim::OptimizerState` instead.
+//! one loop instead of a dozen tensor ops each allocating a weight-sized tensor, and with
+//! subnormal moments flushed to 0 (see `adam_loop`). Off the CPU the trainer uses
+//! `elbo::optim::OptimizerState` instead.
 
 use std::cell::RefCell;
 
@@ -73,12 +74,21 @@ struct Kernel<'a> {
     eps_hat: f64,
 }
 
+/// The update of each element. Values below the smallest normal float are flushed to 0: once a
+/// weight's gradient is (nearly) always 0, as for the pixels that are black in every image, its m
+/// decays by β₁ per step into the subnormal range, and every multiply there takes a microcode
+/// assist (~100 cycles): without the flush, epochs 2–10 of the Fashion-MNIST VAE ran 2–3× slower
+/// than the first. g² is formed only when it cannot underflow.
 macro_rules! adam_loop {
     ($t:ty, $p:expr, $g:expr, $m:expr, $v:expr, $k:expr) => {{
         let (b1, b2, step, eps) = ($k.beta1 as $t, $k.beta2 as $t, $k.step_size as $t, $k.eps_hat as $t);
+        let tiny = <$t>::MIN_POSITIVE;
+        let sqrt_tiny = tiny.sqrt();
+        let flush = |x: $t| if x.abs() < tiny { 0.0 } else { x };
         for (((p, &g), m), v) in $p.iter_mut().zip($g).zip($m.iter_mut()).zip($v.iter_mut()) {
-            *m = *m * b1 + g * (1.0 - b1);
-            *v = *v * b2 + g * g * (1.0 - b2);
+            let g2 = if g.abs() < sqrt_tiny { 0.0 } else { g * g };
+            *m = flush(*m * b1 + g * (1.0 - b1));
+            *v = flush(*v * b2 + g2 * (1.0 - b2));
             *p -= *m * step / (v.sqrt() + eps);
         }
     }};
