@@ -107,7 +107,7 @@ fn elbo_forms_agree_on_a_user_encoder() {
     let q = family.posterior(&x).unwrap();
     let mut noise = Noise::new(4, Stream::Optimise);
     let s = 4_000;
-    let mut diffs = vec![Vec::with_capacity(s); 5];
+    let mut diffs: Vec<Vec<f64>> = (0..5).map(|_| Vec::with_capacity(s)).collect();
     let (mut sum_a, mut sum_e) = (vec![0.0; 5], vec![0.0; 5]);
     for _ in 0..s {
         let eps = noise.standard_normal(5, 3, DType::F64, &dev).unwrap();

@@ -430,9 +430,10 @@ pub fn run(args: Args) -> Result<Report, AppError> {
 
     let (mut test_iw_loglik, mut test_iw_loglik_se, mut iw_seconds) = (None, None, None);
     let iw_n = args.iw_n.min(n_test);
-    if args.iw_k > 0 {
+    // K = 0 skips the estimate; chunks keep K · rows near 20,000 decoder rows at a time
+    if let Some(per_k) = 20_000usize.checked_div(args.iw_k) {
         let start = Instant::now();
-        let chunk = (20_000 / args.iw_k).clamp(1, 500);
+        let chunk = per_k.clamp(1, 500);
         let (mean, se) = vae.iw_log_likelihood(&data.test.narrow(0, 0, iw_n)?, args.iw_k, chunk, args.seed)?;
         iw_seconds = Some(start.elapsed().as_secs_f64());
         test_iw_loglik = Some(mean);
