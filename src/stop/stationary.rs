@@ -41,7 +41,7 @@ const GROUP: usize = 4;
 /// Chunks of a window taken as chains by split-R̂.
 const CHAINS: usize = 4;
 /// The most step-size halvings of one run.
-pub(crate) const MAX_HALVINGS: usize = 10;
+const MAX_HALVINGS: usize = 10;
 
 /// What the rule decided after a step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,7 +50,8 @@ pub(crate) enum Decision {
     Continue,
     /// The average is precise (and, when halving, no longer moves): stop.
     Stop(Window),
-    /// The average is precise but still moved since the last halving: halve η and go on.
+    /// Halving: the average settled but moved since the last phase (or the phase could not
+    /// settle): halve η and start a new phase.
     Halve,
 }
 
