@@ -38,7 +38,12 @@ fn data(name: &str, n: usize) -> GaussianMixture {
 }
 
 fn advi<F: Family>(family: F, model: &GaussianMixture, steps: usize) -> Advi<F> {
-    Advi::new(family).dtype(DType::F64).lr(0.01).steps(steps).init_value("mu", model.initial_means(0))
+    Advi::new(family)
+        .stop(StopRule::MaxSteps)
+        .dtype(DType::F64)
+        .lr(0.01)
+        .steps(steps)
+        .init_value("mu", model.initial_means(0))
 }
 
 fn step<F: Family>(

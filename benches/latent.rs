@@ -18,7 +18,7 @@ use elbo::prelude::*;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn time<M: LogJoint>(g: &mut BenchmarkGroup<criterion::measurement::WallTime>, name: &str, s: usize, model: &M) {
-    let advi = Advi::new(MeanField).dtype(DType::F64).samples(s).steps(usize::MAX);
+    let advi = Advi::new(MeanField).stop(StopRule::MaxSteps).dtype(DType::F64).samples(s).steps(usize::MAX);
     let mut state = advi.init(model).unwrap();
     g.bench_function(format!("{name}/S{s}"), |b| b.iter(|| advi.step(&mut state, model).unwrap()));
 }

@@ -21,7 +21,7 @@ fn threads(c: &mut Criterion) {
     let model = common::logreg();
     let mut g = c.benchmark_group("logreg-threads");
     for setting in ["1", "2", "unset"] {
-        let advi = Advi::new(FullRank).dtype(DType::F64).samples(10).steps(usize::MAX);
+        let advi = Advi::new(FullRank).stop(StopRule::MaxSteps).dtype(DType::F64).samples(10).steps(usize::MAX);
         let mut state = advi.init(&model).unwrap(); // (sets RAYON_NUM_THREADS=1 if unset)
         match setting {
             "unset" => std::env::remove_var("RAYON_NUM_THREADS"),
@@ -41,7 +41,7 @@ fn parts(c: &mut Criterion) {
     let model = common::logreg();
     let mut g = c.benchmark_group("logreg-parts");
     for s in [1, 10] {
-        let advi = Advi::new(FullRank).dtype(DType::F64).samples(s).steps(usize::MAX);
+        let advi = Advi::new(FullRank).stop(StopRule::MaxSteps).dtype(DType::F64).samples(s).steps(usize::MAX);
         let mut state = advi.init(&model).unwrap();
         let z = Tensor::zeros((s, model.dim()), DType::F64, &Device::Cpu).unwrap();
         let z_leaf = candle_core::Var::from_tensor(&z).unwrap();

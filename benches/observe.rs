@@ -11,7 +11,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn observers(c: &mut Criterion) {
     let model = elbo::from_fn(10, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
-    let advi = Advi::new(MeanField).dtype(DType::F64).steps(2_000).elbo_draws(10).diagnostics(false);
+    let advi =
+        Advi::new(MeanField).stop(StopRule::MaxSteps).dtype(DType::F64).steps(2_000).elbo_draws(10).diagnostics(false);
     let mut g = c.benchmark_group("observe");
     g.sample_size(20);
     g.bench_function("fit/none", |b| b.iter(|| advi.fit(&model).unwrap()));

@@ -17,7 +17,7 @@ fn bench<F: Family>(
     s: usize,
 ) {
     let model = elbo::from_fn(d, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
-    let advi = Advi::new(family).dtype(DType::F64).samples(s).steps(usize::MAX);
+    let advi = Advi::new(family).stop(StopRule::MaxSteps).dtype(DType::F64).samples(s).steps(usize::MAX);
     let mut state = advi.init(&model).unwrap();
     g.bench_function(format!("{name}/D{d}/S{s}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
 }

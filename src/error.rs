@@ -99,6 +99,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// A data file cannot be used: it is missing or unreadable, or its contents are not in the
+    /// expected format (a bad magic number, sizes that do not match, a truncated file).
+    #[error("data file {path}: {problem}")]
+    DataFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it, and what was expected.
+        problem: String,
+    },
+
     /// An error from candle, the tensor library.
     #[error("candle: {0}")]
     Candle(candle_core::Error),

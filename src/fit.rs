@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use candle_core::Tensor;
 
+use crate::adapt::LrSearchReport;
 use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
 use crate::latent::Latents;
 use crate::map::Convergence;
 use crate::noise::{Noise, Stream};
 use crate::objective::Estimator;
-use crate::optim::Optimizer;
+use crate::optim::{LocStep, Optimizer};
 use crate::summary::{Draws, Summary};
 use crate::Result;
 
@@ -25,11 +26,28 @@ use crate::Result;
 pub const SUMMARY_DRAWS: usize = 1_000;
 
 /// Why a fit stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum StopReason {
     /// It ran the number of steps it was given.
     MaxSteps,
+    /// The wall-time budget (`Advi::max_time`) was spent.
+    WallTime,
+    /// Stan's rule: the mean or the median relative ELBO change fell below the tolerance.
+    Stan {
+        /// "mean" or "median".
+        statistic: &'static str,
+        /// Its value when the rule fired.
+        value: f64,
+    },
+    /// The iterates were stationary from step `since` on, and the Monte Carlo standard error of
+    /// their average, which q is, fell below the tolerance.
+    Stationary {
+        /// The first step of the averaged, stationary window.
+        since: usize,
+        /// The largest MCSE of the average: means in units of q's sd, sds relative.
+        mcse: f64,
+    },
     /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm is within its
     /// tolerance, or f can decrease no further in floating point.
     LbfgsConverged,
@@ -39,6 +57,15 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopReason::MaxSteps => write!(f, "reached the maximum number of steps"),
+            StopReason::WallTime => write!(f, "spent its wall-time budget"),
+            StopReason::Stan { statistic, value } => {
+                write!(f, "Stan's rule: the {statistic} relative ELBO change {value:.2e} is below the tolerance")
+            }
+            StopReason::Stationary { since, mcse } => write!(
+                f,
+                "converged: the iterates were stationary from step {since} (split-R̂) and the Monte Carlo \
+                 error of their average is {mcse:.3} sd"
+            ),
             StopReason::LbfgsConverged => write!(f, "L-BFGS converged"),
         }
     }
@@ -65,7 +92,23 @@ pub struct Fit<Q> {
     pub(crate) latents: Latents,
     pub(crate) summary: Summary,
     pub(crate) halvings: usize,
+    pub(crate) averaged: Option<Averaged>,
+    pub(crate) rule_halvings: usize,
+    pub(crate) final_lr: f64,
+    pub(crate) lr_search: Option<LrSearchReport>,
     pub(crate) method: Method,
+}
+
+/// The iterates that q averages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Averaged {
+    /// The first step averaged.
+    pub since: usize,
+    /// How many steps were averaged.
+    pub steps: usize,
+    /// The largest Monte Carlo standard error of the average: means in units of q's sd, sds
+    /// relative.
+    pub mcse: f64,
 }
 
 impl<Q: VariationalFamily> Fit<Q> {
@@ -159,6 +202,28 @@ impl<Q> Fit<Q> {
         self.stop_reason
     }
 
+    /// The stationary iterates that q averages (None: q is the last iterate).
+    pub fn averaged(&self) -> Option<Averaged> {
+        self.averaged
+    }
+
+    /// How many times the stopping rule halved the step size ([`crate::StopRule::Stationary`]
+    /// with `halving`).
+    pub fn rule_halvings(&self) -> usize {
+        self.rule_halvings
+    }
+
+    /// The step size of the last step (after any halving and schedule); NaN for the L-BFGS
+    /// methods of [`crate::map`].
+    pub fn final_lr(&self) -> f64 {
+        self.final_lr
+    }
+
+    /// The step-size search before the fit, if one ran ([`crate::Advi::lr_search`]).
+    pub fn lr_search(&self) -> Option<&LrSearchReport> {
+        self.lr_search.as_ref()
+    }
+
     /// Steps run, skipped ones included.
     pub fn iterations(&self) -> usize {
         self.iterations
@@ -212,7 +277,49 @@ impl<Q> Fit<Q> {
         match &self.method {
             Method::Advi => {
                 writeln!(f, "ADVI: {}, {estimator}, {optimizer}", self.family)?;
+                if let Some(search) = &self.lr_search {
+                    let tried: Vec<String> = search
+                        .tried
+                        .iter()
+                        .map(|(lr, kind, elbo)| {
+                            let kind = match kind {
+                                LocStep::Absolute => "",
+                                LocStep::ScaleRelative => " rel.",
+                            };
+                            match elbo {
+                                Some(e) => format!("{lr}{kind}: {e:.4}"),
+                                None => format!("{lr}{kind}: diverged"),
+                            }
+                        })
+                        .collect();
+                    writeln!(
+                        f,
+                        "  step size  {}{} from a search (ELBO after the trial; initial {:.4}): {}",
+                        search.chosen,
+                        if search.loc_step == LocStep::ScaleRelative {
+                            ", location steps relative to q's sds"
+                        } else {
+                            ""
+                        },
+                        search.initial_elbo,
+                        tried.join(", ")
+                    )?;
+                }
                 writeln!(f, "  stopped    after {} iterations: {}", self.iterations, self.stop_reason)?;
+                if self.rule_halvings > 0 {
+                    writeln!(
+                        f,
+                        "  step size  halved {} times until the average stopped moving: η = {:.3e} at the end",
+                        self.rule_halvings, self.final_lr
+                    )?;
+                }
+                if let Some(a) = self.averaged {
+                    writeln!(
+                        f,
+                        "  q          the average of the {} iterates from step {} (Monte Carlo error {:.3} sd)",
+                        a.steps, a.since, a.mcse
+                    )?;
+                }
             }
             method => method.write_header(f, self.family)?,
         }

@@ -32,6 +32,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adapt;
+pub mod amortized;
 pub mod diagnose;
 pub mod dist;
 pub mod error;
@@ -47,16 +49,19 @@ pub mod observe;
 pub mod optim;
 pub mod runtime;
 pub mod special;
+pub mod stop;
 pub mod summary;
 pub mod svi;
 
+pub use adapt::LrSearch;
 pub use error::{Error, Result};
 pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
-pub use fit::{Fit, Method, Report, StopReason};
+pub use fit::{Averaged, Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::Estimator;
-pub use optim::{LrSchedule, Optimizer};
+pub use optim::{LocStep, LrSchedule, Optimizer};
+pub use stop::StopRule;
 pub use summary::{Draws, Summary};
 pub use svi::{Advi, Step, SviState};
 
@@ -64,7 +69,7 @@ pub use svi::{Advi, Step, SviState};
 pub mod prelude {
     pub use crate::{
         from_fn, Advi, Estimator, Family, Fit, FullRank, Latents, LogJoint, LrSchedule, MeanField, Model, Optimizer,
-        ScaleLink, Step, StopReason, Values, VariationalFamily,
+        ScaleLink, Step, StopReason, StopRule, Values, VariationalFamily,
     };
     pub use candle_core::{DType, Device, Tensor};
 }

@@ -124,6 +124,27 @@ impl LrSchedule {
     }
 }
 
+/// How a step of the location μ is measured.
+///
+/// ```text
+/// Absolute:       Δμ_j = −η · d_j                d_j: Adam's m̂/(√v̂ + ε) (SGD: the gradient)
+/// ScaleRelative:  Δμ_j = −η · σ_j · d_j          σ_j: q's current sd of coordinate j
+/// ```
+///
+/// Adam moves every parameter by about η a step. For the log-scales that is a relative change,
+/// whatever the posterior's scale; for the location it is η in the model's units, which crawls
+/// when a posterior sd is 1e3 and jitters by many sds when one is 1e-3. `ScaleRelative` measures
+/// the location's steps in q's sds, so one η suits every scale; it is slower than `Absolute` when
+/// a tight posterior lies far from the start (each step moves about η sds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LocStep {
+    /// η in the model's units (the usual optimiser step).
+    #[default]
+    Absolute,
+    /// η times q's sd along each coordinate.
+    ScaleRelative,
+}
+
 /// The optimiser's state: Adam's moment estimates and step count.
 #[derive(Debug)]
 pub struct OptimizerState {
@@ -149,12 +170,24 @@ impl OptimizerState {
     /// One descent step on the loss whose gradients are `grads`, with learning rate `lr`.
     /// A variable without a gradient is left as it is.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_scaled(grads, lr, None)
+    }
+
+    /// [`OptimizerState::step`] with the update of variable `i` multiplied element-wise by a
+    /// tensor of its shape (for [`LocStep::ScaleRelative`]).
+    pub fn step_scaled(&mut self, grads: &GradStore, lr: f64, scale: Option<(usize, &Tensor)>) -> Result<()> {
+        let scaled = |i: usize, update: Tensor| -> Result<Tensor> {
+            match scale {
+                Some((j, s)) if j == i => Ok((update * s)?),
+                _ => Ok(update),
+            }
+        };
         self.t += 1;
         match self.config {
             Optimizer::Sgd { .. } => {
-                for var in &self.vars {
+                for (i, var) in self.vars.iter().enumerate() {
                     if let Some(g) = grads.get(var.as_tensor()) {
-                        var.set(&(var.as_tensor() - (g.detach() * lr)?)?)?;
+                        var.set(&(var.as_tensor() - scaled(i, (g.detach() * lr)?)?)?)?;
                     }
                 }
             }
@@ -164,7 +197,7 @@ impl OptimizerState {
                 // λ −= η m̂ / (√v̂ + ε)  ⇔  λ −= (η √c2 / c1) · m / (√v + ε √c2)
                 let step_size = lr * c2.sqrt() / c1;
                 let eps_hat = eps * c2.sqrt();
-                for ((var, m), v) in self.vars.iter().zip(&mut self.m).zip(&mut self.v) {
+                for (i, ((var, m), v)) in self.vars.iter().zip(&mut self.m).zip(&mut self.v).enumerate() {
                     let Some(g) = grads.get(var.as_tensor()) else { continue };
                     // Gradients carry graph history; the moments must not, or every step would
                     // chain onto the last (a leak, and a stack overflow when the chain is dropped).
@@ -172,7 +205,7 @@ impl OptimizerState {
                     *m = ((&*m * beta1)? + (&g * (1.0 - beta1))?)?.detach();
                     *v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?.detach();
                     let denom = (v.sqrt()? + eps_hat)?;
-                    let update = ((&*m * step_size)? / denom)?;
+                    let update = scaled(i, ((&*m * step_size)? / denom)?)?;
                     var.set(&(var.as_tensor() - update)?)?;
                 }
             }

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::adapt::LrSearch;
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
-use crate::fit::{Fit, Method, StopReason, SUMMARY_DRAWS};
+use crate::fit::{Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::Latents;
 use crate::linalg::to_f64_vec;
 use crate::map::Map;
@@ -28,7 +29,8 @@ use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{evaluate, Estimator};
 use crate::observe::{Observer, StepInfo};
-use crate::optim::{LrSchedule, Optimizer, OptimizerState};
+use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
+use crate::stop::{Decision, StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 
@@ -70,6 +72,10 @@ pub struct Advi<F: Family> {
     init_map: Option<Map>,
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
+    stop: Option<StopRule>,
+    max_time: Option<Duration>,
+    lr_search: Option<LrSearch>,
+    loc_step: LocStep,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -86,7 +92,7 @@ impl<F: Family> Advi<F> {
         Advi {
             family,
             samples: 1,
-            steps: 5_000,
+            steps: 10_000,
             seed: 0,
             optimizer: Optimizer::default(),
             schedule: LrSchedule::Constant,
@@ -98,6 +104,10 @@ impl<F: Family> Advi<F> {
             init_map: None,
             batch: None,
             clip_grad_norm: None,
+            stop: None,
+            max_time: None,
+            lr_search: None,
+            loc_step: LocStep::Absolute,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -260,8 +270,72 @@ impl<F: Family> Advi<F> {
     /// # Ok::<(), elbo::Error>(())
     /// ```
     pub fn fit_with<M: LogJoint + ?Sized>(&self, model: &M, observers: &mut [&mut dyn Observer]) -> Result<Fit<F::Q>> {
-        let state = self.init(model)?;
-        self.run_with(state, model, observers)
+        let Some(search) = &self.lr_search else {
+            let state = self.init(model)?;
+            return self.run_with(state, model, observers);
+        };
+        let report = search.run(self, model)?;
+        let advi = self.clone().lr(report.chosen).loc_step(report.loc_step);
+        let state = advi.init(model)?;
+        let mut fit = advi.run_with(state, model, observers)?;
+        fit.lr_search = Some(report);
+        Ok(fit)
+    }
+
+    /// Searches the step size before the fit (Stan's grid by default, see [`LrSearch`]): short
+    /// trials from the initial q, one per step size, and the fit runs with the best. The choice
+    /// is in [`Fit::lr_search`] and the report.
+    pub fn lr_search(mut self, search: LrSearch) -> Self {
+        self.lr_search = Some(search);
+        self
+    }
+
+    /// How the location's steps are measured: in the model's units ([`LocStep::Absolute`], the
+    /// default) or in q's sds ([`LocStep::ScaleRelative`], for posteriors whose scales differ by
+    /// orders of magnitude).
+    pub fn loc_step(mut self, loc_step: LocStep) -> Self {
+        self.loc_step = loc_step;
+        self
+    }
+
+    pub(crate) fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
+    pub(crate) fn dtype_value(&self) -> DType {
+        self.dtype
+    }
+
+    pub(crate) fn device_value(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// The stopping rule. By default a fit with a constant step size stops by
+    /// [`StopRule::stationary`] (stationary iterates, averaged until the average's Monte Carlo
+    /// error is small; q is the average), and a fit with a decaying schedule runs all its steps
+    /// ([`StopRule::MaxSteps`]), since the schedule is planned over them.
+    pub fn stop(mut self, rule: StopRule) -> Self {
+        self.stop = Some(rule);
+        self
+    }
+
+    /// A wall-time budget for the steps: the fit stops with [`StopReason::WallTime`] once the
+    /// steps have taken this long.
+    pub fn max_time(mut self, budget: Duration) -> Self {
+        self.max_time = Some(budget);
+        self
+    }
+
+    /// The rule in force: the one set, else stationarity with a constant step size (with halving
+    /// after a step-size search, whose pick is often too large to stop at).
+    pub fn stop_rule(&self) -> StopRule {
+        self.stop.unwrap_or(match self.schedule {
+            LrSchedule::Constant if self.lr_search.is_some() => {
+                StopRule::Stationary { rhat: 1.1, tol: 0.02, halving: true }
+            }
+            LrSchedule::Constant => StopRule::stationary(),
+            _ => StopRule::MaxSteps,
+        })
     }
 
     /// Validates the settings and the model and makes the initial state.
@@ -307,6 +381,8 @@ impl<F: Family> Advi<F> {
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             batches,
+            stop: StopState::new(self.stop_rule(), self.steps),
+            stopped: None,
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             skipped: 0,
@@ -340,6 +416,11 @@ impl<F: Family> Advi<F> {
                     state.last_good = snapshot(&state.q)?;
                     state.taken_in_a_row = 0;
                 }
+                if let StopState::Stan(rule) = &mut state.stop {
+                    if let Some((statistic, value)) = rule.observe(*elbo) {
+                        state.stopped = Some(StopReason::Stan { statistic, value });
+                    }
+                }
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
@@ -359,6 +440,9 @@ impl<F: Family> Advi<F> {
                         state.halvings += 1;
                         state.consecutive_skipped = 0;
                         state.moved = false;
+                        if let StopState::Stationary(rule) = &mut state.stop {
+                            rule.restart(state.iteration);
+                        }
                     } else {
                         let halved = match state.halvings {
                             0 => String::new(),
@@ -373,6 +457,13 @@ impl<F: Family> Advi<F> {
                         });
                     }
                 }
+            }
+        }
+        if let StopState::Stationary(rule) = &mut state.stop {
+            match rule.observe(&state.q, state.iteration)? {
+                Decision::Continue => {}
+                Decision::Stop(w) => state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse }),
+                Decision::Halve => state.lr_scale *= 0.5,
             }
         }
         Ok(step)
@@ -429,7 +520,16 @@ impl<F: Family> Advi<F> {
             }
         }
         let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
-        state.optimizer.step(&grads, lr)?;
+        match self.loc_step {
+            LocStep::Absolute => state.optimizer.step(&grads, lr)?,
+            LocStep::ScaleRelative => {
+                let Some(loc) = params.iter().position(|(name, _)| *name == "loc") else {
+                    return Err(Error::config("loc_step", "ScaleRelative", "the family has no parameter named `loc`"));
+                };
+                let sd = state.q.marginal_log_sd()?.exp()?;
+                state.optimizer.step_scaled(&grads, lr, Some((loc, &sd)))?
+            }
+        }
         Ok(Step::Taken { elbo })
     }
 
@@ -446,7 +546,16 @@ impl<F: Family> Advi<F> {
         model: &M,
         observers: &mut [&mut dyn Observer],
     ) -> Result<Fit<F::Q>> {
-        while state.iteration < self.steps {
+        let reason = loop {
+            if let Some(reason) = state.stopped {
+                break reason;
+            }
+            if state.iteration >= self.steps {
+                break StopReason::MaxSteps;
+            }
+            if self.max_time.is_some_and(|budget| state.elapsed >= budget) {
+                break StopReason::WallTime;
+            }
             let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
             let step = self.step(&mut state, model)?;
             if !observers.is_empty() {
@@ -459,14 +568,26 @@ impl<F: Family> Advi<F> {
                     observer.on_step(&info)?;
                 }
             }
-        }
+        };
         for observer in observers.iter_mut() {
             observer.on_finish()?;
         }
-        self.report(state, model, StopReason::MaxSteps)
+        self.report(state, model, reason)
     }
 
     fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
+        // Iterate averaging: q becomes the average of the stationary window, if one was found.
+        let mut averaged = None;
+        let mut rule_halvings = 0;
+        if let StopState::Stationary(rule) = &state.stop {
+            rule_halvings = rule.halvings();
+            if let (Some(window), Some((steps, mean))) = (rule.window(), rule.average()?) {
+                for ((_, var), value) in state.q.params().iter().zip(&mean) {
+                    var.set(value)?;
+                }
+                averaged = Some(Averaged { since: window.since, steps, mcse: window.mcse });
+            }
+        }
         let q = &state.q;
         for (name, var) in q.params() {
             if !all_finite(var.as_tensor())? {
@@ -505,6 +626,10 @@ impl<F: Family> Advi<F> {
             latents,
             summary,
             halvings: state.halvings,
+            averaged,
+            rule_halvings,
+            final_lr: self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale,
+            lr_search: None,
             method: Method::Advi,
         })
     }
@@ -572,6 +697,15 @@ impl<F: Family> Advi<F> {
                 ));
             }
         }
+        if let Some(budget) = self.max_time {
+            if budget.is_zero() {
+                return Err(Error::config("max_time", format!("{budget:?}"), "the wall-time budget must be positive"));
+            }
+        }
+        self.stop_rule().validate()?;
+        if let Some(search) = &self.lr_search {
+            search.validate()?;
+        }
         self.optimizer.validate()?;
         self.schedule.validate()
     }
@@ -601,6 +735,10 @@ pub struct SviState<Q> {
     noise: Noise,
     /// Draws the minibatch rows (None: every step sees all the data).
     batches: Option<Noise>,
+    /// The stopping rule's memory.
+    stop: StopState,
+    /// Set once the stopping rule has decided.
+    stopped: Option<StopReason>,
     iteration: usize,
     trace: Vec<f64>,
     skipped: usize,
@@ -618,6 +756,12 @@ pub struct SviState<Q> {
 }
 
 impl<Q> SviState<Q> {
+    /// The stopping rule's decision, once it has made one (`run` stops there; a manual loop of
+    /// [`Advi::step`] should too).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
     /// Steps taken or skipped so far.
     pub fn iteration(&self) -> usize {
         self.iteration

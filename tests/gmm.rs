@@ -3,7 +3,7 @@
 //! - simulated data (N = 300): every true mean recovered within 0.25 after label matching, for
 //!   the mean-field and the full-rank family, and the JSON report has the documented keys;
 //! - the peers' data (`tests/data/gmm.json`/`gmm.csv`, copies of `shared/peers/data/`): at the
-//!   peers' protocol (5,000 steps, Adam 0.01, S = 1) the posterior means lie within 0.1 of the
+//!   peers' protocol (at most 5,000 steps, Adam 0.01, S = 1) the posterior means lie within 0.1 of the
 //!   truth and the ELBO within 2 nats of NumPyro's for the same family
 //!   (`tests/data/numpyro_gmm.json`, where the figures come from is written in it);
 //! - bad input: each CSV or argument error has a message naming the file, line and column;
@@ -109,11 +109,25 @@ fn matches_the_peers(family: &str) {
     let peers = json(&data_file("gmm.json"));
     let numpyro = json(&data_file("numpyro_gmm.json"));
     let csv = data_file("gmm.csv");
-    // the peers' protocol: 5,000 steps of Adam at 0.01 with one draw per step (the defaults); seed 0
-    let settings =
-        ["--data", csv.to_str().unwrap(), "--k", "3", "--family", family, "--seed", "0", "--quiet", "--no-plot"];
+    // the peers' protocol: at most 5,000 steps of Adam at 0.01 with one draw per step; seed 0 (the
+    // default stopping rule may end sooner, with q the average of the stationary iterates)
+    let settings = [
+        "--data",
+        csv.to_str().unwrap(),
+        "--k",
+        "3",
+        "--family",
+        family,
+        "--seed",
+        "0",
+        "--steps",
+        "5000",
+        "--quiet",
+        "--no-plot",
+    ];
     let report = app::run(args(&settings)).unwrap_or_else(|e| panic!("{family}: {e}"));
-    assert_eq!((report.n, report.d, report.steps), (1000, 2, 5000));
+    assert_eq!((report.n, report.d), (1000, 2));
+    assert!(report.steps <= 5000, "{} steps", report.steps);
     assert!(report.truth.is_none(), "user data has no truth");
     let truth = means(&peers["true"]["means"]);
     let order = app::match_components(&report.estimate.means, &truth);

@@ -71,7 +71,7 @@ fn bench_family<F: Family>(
     s: usize,
     model: &LogisticRegression,
 ) {
-    let advi = Advi::new(family).dtype(DType::F64).samples(s).lr(0.01).steps(usize::MAX);
+    let advi = Advi::new(family).stop(StopRule::MaxSteps).dtype(DType::F64).samples(s).lr(0.01).steps(usize::MAX);
     let mut state = advi.init(model).unwrap();
     g.bench_function(format!("{name}/S{s}"), |b| b.iter(|| advi.step(&mut state, model).unwrap()));
 }

@@ -82,8 +82,8 @@ pub struct Args {
     /// Draws of z per step (S).
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub samples: usize,
-    /// Optimisation steps per fit.
-    #[arg(long, default_value_t = 5_000, value_parser = at_least_one)]
+    /// The most optimisation steps per fit (the default stopping rule usually stops sooner).
+    #[arg(long, default_value_t = 20_000, value_parser = at_least_one)]
     pub steps: usize,
     /// Adam's learning rate (constant, unless --lr-final is given).
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
@@ -575,7 +575,7 @@ fn fit_one<F: Family>(
     }
     let mut state = advi.init(gmm)?;
     let done_before = bar.map_or(0, |b| b.position());
-    while state.iteration() < args.steps {
+    while state.iteration() < args.steps && state.stop_reason().is_none() {
         advi.step(&mut state, gmm)?;
         if let Some(bar) = bar {
             if state.iteration() % BAR_EVERY == 0 {

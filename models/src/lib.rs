@@ -5,14 +5,21 @@
 //!   posterior and log evidence;
 //! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1);
 //! - [`GaussianMixture`]: the Bayesian isotropic Gaussian mixture with the assignments summed out
-//!   (an [`elbo::Model`] with named latents `w`, `mu`, `sigma`; supports minibatches).
+//!   (an [`elbo::Model`] with named latents `w`, `mu`, `sigma`; supports minibatches);
+//! - [`Vae`]: the variational autoencoder with MLP encoder and decoder (amortised VI), trained by
+//!   [`VaeTrainer`]; [`idx`] reads the MNIST-format image files it is usually fed.
 #![deny(missing_docs)]
 
+mod adam;
 mod data;
+pub mod dense;
 mod gaussian_mixture;
+pub mod idx;
 mod linear_regression;
 mod logistic_regression;
+mod vae;
 
 pub use gaussian_mixture::{GaussianMixture, GmmTruth};
 pub use linear_regression::{ExactPosterior, LinearRegression};
 pub use logistic_regression::LogisticRegression;
+pub use vae::{Evaluation, StepStats, Vae, VaeConfig, VaeDecoder, VaeEncoder, VaeLikelihood, VaeTrainer};

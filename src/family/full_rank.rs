@@ -201,6 +201,13 @@ impl VariationalFamily for FullRankGaussian {
         Ok(self.tril()?.detach())
     }
 
+    /// log s_i + ½ log(1 + Σ_{j<i} M_ij²): row i of L is s_i (M ⊙ T + I)_i.
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        let lower = (self.off_diag.as_tensor() * &self.mask)?;
+        let row = (lower.sqr()?.sum(candle_core::D::Minus1)? + 1.0)?.log()?;
+        Ok((self.link.log_forward(self.raw_diag.as_tensor())? + (row * 0.5)?)?.detach())
+    }
+
     fn dtype(&self) -> DType {
         self.loc.dtype()
     }
@@ -230,6 +237,19 @@ mod tests {
             for i in 0..3 {
                 let want = loc[i] + (0..3).map(|j| l[i * 3 + j] * e[j]).sum::<f64>();
                 assert!((z[i] - want).abs() < 1e-15, "z[{i}] = {} vs {want}", z[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_marginal_log_sd_is_half_the_log_of_the_covariance_diagonal() {
+        let l = [0.5, 0.0, 0.0, -0.3, 0.02, 0.0, 1.5, 0.01, 2.0];
+        for link in [ScaleLink::Log, ScaleLink::Softplus] {
+            let q = FullRankGaussian::new(&[0.0; 3], &l, link, DType::F64, &Device::Cpu).unwrap();
+            let got = to_host(&q.marginal_log_sd().unwrap()).unwrap();
+            for i in 0..3 {
+                let var: f64 = (0..3).map(|j| l[i * 3 + j] * l[i * 3 + j]).sum();
+                assert!((got[i] - 0.5 * var.ln()).abs() < 1e-14, "{got:?}");
             }
         }
     }

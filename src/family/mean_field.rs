@@ -103,6 +103,10 @@ impl VariationalFamily for MeanFieldGaussian {
         Ok(eye.broadcast_mul(&self.scale()?.sqr()?.unsqueeze(0)?)?.detach())
     }
 
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        Ok(self.link.log_forward(self.raw_scale.as_tensor())?.detach())
+    }
+
     fn dtype(&self) -> DType {
         self.loc.dtype()
     }

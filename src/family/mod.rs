@@ -58,6 +58,12 @@ pub trait VariationalFamily {
         Ok(l.matmul(&l.t()?)?)
     }
 
+    /// log √diag(L Lᵀ), the log of each coordinate's standard deviation under q, `[D]`.
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        let l = self.scale_tril()?;
+        Ok((l.sqr()?.sum(D::Minus1)?.log()? * 0.5)?)
+    }
+
     /// log q(μ + L ε) for each row of `eps`, `[S]`, without a solve:
     /// `−½ ‖ε‖² + D/2 − H(q)`, valid for every location–scale family z = μ + L ε.
     fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
@@ -90,7 +96,7 @@ pub struct Init {
 
 /// A choice of variational family, such as [`MeanField`] or [`FullRank`]: it makes the
 /// parameterised q that is then fitted.
-pub trait Family {
+pub trait Family: Clone {
     /// The parameterised family this choice makes.
     type Q: VariationalFamily;
 

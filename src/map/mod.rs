@@ -195,6 +195,10 @@ impl Reporting {
             latents,
             summary,
             halvings: 0,
+            averaged: None,
+            rule_halvings: 0,
+            final_lr: f64::NAN, // no step size: not a stochastic fit
+            lr_search: None,
             method,
         })
     }

@@ -1,0 +1,609 @@
+//! The `vae` example behind one function, [`run`], so that tests call it in-process.
+//!
+//! A variational autoencoder (`elbo_models::Vae`, 784–400–20 by default) is trained by amortised VI
+//! on MNIST-format images:
+//!
+//! ```text
+//! q_φ(z | x) = N(μ_φ(x), diag σ²_φ(x)),  p(z) = N(0, I),  p_θ(x | z) = Π_p Bernoulli(x_p | σ(o_p(z)))
+//! loss = −1/B Σ_b [E_q log p_θ(x_b | z) − β KL(q_φ(z | x_b) ‖ p(z))],  β: 0 → 1 over the warm-up epochs
+//! active unit d:  Cov_x(E_q[z_d | x]) > 0.01
+//! test log-likelihood ≈ L_K = logsumexp_k [log p_θ(x, z_k) − log q_φ(z_k | x)] − log K   (IWAE)
+//! ```
+//!
+//! Each epoch prints the train ELBO (running mean over the epoch's batches, as the weights move),
+//! the test ELBO (all test images, one draw each, the same draws every epoch), the KL per latent
+//! dimension and the number of active units. The pictures go to `--out`.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use clap::{Parser, ValueEnum};
+use elbo::amortized::KlWarmup;
+use elbo::noise::{Noise, Stream};
+use elbo_models::idx::{read_mnist_images, Images};
+use elbo_models::{Vae, VaeConfig, VaeLikelihood, VaeTrainer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+#[path = "plot.rs"]
+pub mod plot;
+
+/// Debian's Fashion-MNIST (package `dataset-fashion-mnist`).
+pub const DEFAULT_DATA: &str = "/usr/share/datasets/fashion-mnist";
+/// The one command that installs it.
+pub const INSTALL_HINT: &str = "install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (Debian, \
+                                Ubuntu), or pass --data DIR with an MNIST-format folder holding \
+                                train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]";
+/// Rows per chunk when evaluating (bounds the memory of the test pass).
+const EVAL_CHUNK: usize = 1000;
+/// Steps between two updates of the progress bar.
+const BAR_EVERY: usize = 10;
+
+/// The decoder's likelihood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LikelihoodArg {
+    /// Bernoulli on logits, on grey levels in [0, 1].
+    Bernoulli,
+    /// Gaussian with a fixed standard deviation (--gaussian-scale).
+    Gaussian,
+}
+
+/// A whole number ≥ 1, with a plain message otherwise.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("`{s}` is not a whole number ≥ 1")),
+    }
+}
+
+/// Train a variational autoencoder on MNIST-format images (Fashion-MNIST by default).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "vae")]
+pub struct Args {
+    /// Folder with train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Passes over the training images (0 with --load: evaluate only).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Images per minibatch.
+    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
+    pub batch: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f64,
+    /// Latent dimension D (2 also draws the latent-space manifold).
+    #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+    pub latent: usize,
+    /// Width of the hidden layer of the encoder and of the decoder.
+    #[arg(long, default_value_t = 400, value_parser = at_least_one)]
+    pub hidden: usize,
+    /// Epochs over which the KL weight β rises linearly from 0 to 1 (0: β = 1 throughout).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub warmup_epochs: f64,
+    /// Seed of the weights, the batches and the noise (a CPU run is reproducible bit for bit).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Importance samples K per image of the final test log-likelihood (0: skip it).
+    #[arg(long, default_value_t = 100)]
+    pub iw_k: usize,
+    /// Test images in the importance-weighted estimate (the first ones).
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    pub iw_n: usize,
+    /// The decoder's likelihood.
+    #[arg(long, value_enum, default_value_t = LikelihoodArg::Bernoulli)]
+    pub likelihood: LikelihoodArg,
+    /// Standard deviation of the Gaussian decoder.
+    #[arg(long, default_value_t = 0.1)]
+    pub gaussian_scale: f64,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub train_n: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub test_n: Option<usize>,
+    /// CPU threads for candle's matrix products [default: RAYON_NUM_THREADS if set, else all cores].
+    #[arg(long, value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Start from the weights in this safetensors file (written by --save with the same sizes).
+    #[arg(long, value_name = "FILE")]
+    pub load: Option<PathBuf>,
+    /// Write the trained weights to this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Folder for the pictures (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// Write every figure printed as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// No progress bar and no per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// No pictures.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+/// What can go wrong after clap has parsed the arguments.
+#[derive(Debug)]
+pub enum AppError {
+    /// Bad settings.
+    Input(String),
+    /// The images cannot be read: what is wrong, and how to install them.
+    Data(String),
+    /// Training or evaluation failed.
+    Fit(elbo::Error),
+    /// Writing a result failed.
+    Output(String),
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Input(m) | AppError::Output(m) => write!(f, "{m}"),
+            AppError::Data(m) => write!(f, "cannot read the images: {m}\n  {INSTALL_HINT}"),
+            AppError::Fit(e) => write!(f, "training failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<elbo::Error> for AppError {
+    fn from(e: elbo::Error) -> Self {
+        AppError::Fit(e)
+    }
+}
+
+impl From<candle_core::Error> for AppError {
+    fn from(e: candle_core::Error) -> Self {
+        AppError::Fit(e.into())
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochRow {
+    /// 1-based.
+    pub epoch: usize,
+    /// Wall-clock seconds of the epoch's training steps (not the evaluation).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// β at the end of the epoch.
+    pub beta: f64,
+    /// Mean ELBO per image over the epoch's batches (nats; negative, higher is better).
+    pub train_elbo: f64,
+    /// ELBO per test image (nats; negative, higher is better).
+    pub test_elbo: f64,
+    /// E_q log p(x | z) per test image.
+    pub test_log_likelihood: f64,
+    /// KL(q ‖ p) per test image.
+    pub test_kl: f64,
+    /// The test KL per image of each latent dimension.
+    pub kl_per_dim: Vec<f64>,
+    /// Var over the test images of μ_d(x), per latent dimension.
+    pub activity: Vec<f64>,
+    /// Dimensions with activity > 0.01.
+    pub active_units: usize,
+}
+
+/// Everything the run printed, and where it wrote its files.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The data folder.
+    pub data: String,
+    /// Training and test images used, and the pixels of each.
+    pub train_n: usize,
+    /// Test images used.
+    pub test_n: usize,
+    /// Pixels per image.
+    pub pixels: usize,
+    /// `cpu` or `cuda:0`.
+    pub device: String,
+    /// candle's matmul threads (RAYON_NUM_THREADS).
+    pub threads: Option<usize>,
+    /// Hidden width H.
+    pub hidden: usize,
+    /// Latent dimension D.
+    pub latent: usize,
+    /// The decoder's likelihood.
+    pub likelihood: LikelihoodArg,
+    /// Images per batch.
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// KL warm-up epochs.
+    pub warmup_epochs: f64,
+    /// The seed.
+    pub seed: u64,
+    /// Scalar parameters of the VAE.
+    pub parameters: usize,
+    /// One row per epoch.
+    pub epochs: Vec<EpochRow>,
+    /// The test ELBO per image before training (or after --load).
+    pub initial_test_elbo: f64,
+    /// K of the importance-weighted estimate.
+    pub iw_k: usize,
+    /// Test images in it.
+    pub iw_n: usize,
+    /// The importance-weighted estimate of log p(x) per test image (IWAE bound L_K), if computed.
+    pub test_iw_loglik: Option<f64>,
+    /// Its standard error over the images.
+    pub test_iw_loglik_se: Option<f64>,
+    /// Seconds of the importance-weighted estimate.
+    pub iw_seconds: Option<f64>,
+    /// The pictures written.
+    pub plots: Vec<PathBuf>,
+    /// Remarks for the user (a missing font, a CPU fallback, ...).
+    pub notes: Vec<String>,
+}
+
+/// The training and test images as `[N, P]` tensors in [0, 1].
+pub struct Data {
+    /// Training images.
+    pub train: Tensor,
+    /// Test images.
+    pub test: Tensor,
+    /// Rows and columns of an image.
+    pub shape: (usize, usize),
+}
+
+fn to_tensor(images: &Images, keep: Option<usize>, device: &Device) -> Result<Tensor, AppError> {
+    let n = keep.map_or(images.n, |k| k.min(images.n));
+    let p = images.pixels_per_image();
+    let values: Vec<f32> = images.pixels[..n * p].iter().map(|&v| v as f32 / 255.0).collect();
+    Ok(Tensor::from_vec(values, (n, p), device)?)
+}
+
+/// Reads the images of `args.data` onto `device`.
+pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
+    let (train, test) = read_mnist_images(&args.data).map_err(|e| AppError::Data(e.to_string()))?;
+    Ok(Data {
+        train: to_tensor(&train, args.train_n, device)?,
+        test: to_tensor(&test, args.test_n, device)?,
+        shape: (train.rows, train.cols),
+    })
+}
+
+/// The GPU when built with `--features cuda` and one is there, else the CPU (with a note saying why).
+pub fn pick_device(notes: &mut Vec<String>) -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        match Device::new_cuda(0) {
+            Ok(device) => return device,
+            Err(e) => notes.push(format!("note: no CUDA device ({e}); running on the CPU")),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = notes;
+    Device::Cpu
+}
+
+fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => "cuda:0".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Sets candle's thread counts before its first operation: `--threads`, else the user's
+/// RAYON_NUM_THREADS, else every core, for the matrix products (the VAE's are large: more threads
+/// help); element-wise ops stay on one thread (CANDLE_NUM_THREADS=1) unless the user set it, because
+/// candle's spin-wait pool for them was slower than one thread here (benches/README.md).
+fn set_threads(threads: Option<usize>) -> Option<usize> {
+    let n = threads
+        .or_else(|| std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()))
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
+    // Called before the example starts any thread of its own; candle reads RAYON_NUM_THREADS at
+    // each product and sizes its element-wise pool from CANDLE_NUM_THREADS at its first use.
+    if let Some(n) = n {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    n
+}
+
+fn check_settings(args: &Args) -> Result<(), AppError> {
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        return Err(AppError::Input(format!("--lr {} must be a positive number", args.lr)));
+    }
+    if !(args.warmup_epochs >= 0.0 && args.warmup_epochs.is_finite()) {
+        return Err(AppError::Input(format!("--warmup-epochs {} must be a number ≥ 0", args.warmup_epochs)));
+    }
+    if args.likelihood == LikelihoodArg::Gaussian && !(args.gaussian_scale > 0.0 && args.gaussian_scale.is_finite()) {
+        return Err(AppError::Input(format!("--gaussian-scale {} must be a positive number", args.gaussian_scale)));
+    }
+    if args.epochs == 0 && args.load.is_none() {
+        return Err(AppError::Input("--epochs 0 only makes sense with --load FILE (evaluate saved weights)".into()));
+    }
+    Ok(())
+}
+
+/// Reads the data, trains, evaluates, draws, writes the JSON and the checkpoint; returns the report.
+pub fn run(args: Args) -> Result<Report, AppError> {
+    check_settings(&args)?;
+    let threads = set_threads(args.threads);
+    let mut notes = Vec::new();
+    let device = pick_device(&mut notes);
+    let data = load_data(&args, &device)?;
+    let (n_train, pixels) = data.train.dims2()?;
+    let n_test = data.test.dim(0)?;
+    if args.batch > n_train {
+        return Err(AppError::Input(format!("--batch {} is larger than the {n_train} training images", args.batch)));
+    }
+    if !args.no_plot {
+        std::fs::create_dir_all(&args.out)
+            .map_err(|e| AppError::Output(format!("cannot create the folder {}: {e}", args.out.display())))?;
+    }
+    let likelihood = match args.likelihood {
+        LikelihoodArg::Bernoulli => VaeLikelihood::Bernoulli,
+        LikelihoodArg::Gaussian => VaeLikelihood::Gaussian { scale: args.gaussian_scale },
+    };
+    let config = VaeConfig {
+        input_dim: pixels,
+        hidden_dim: args.hidden,
+        latent_dim: args.latent,
+        likelihood,
+        dtype: DType::F32,
+    };
+    let mut vae = Vae::new(config, args.seed, &device)?;
+    if let Some(path) = &args.load {
+        vae.load(path)?;
+    }
+    let parameters = vae.num_params();
+    let warmup = KlWarmup::new(args.warmup_epochs)?;
+    let say = !args.quiet;
+    if say {
+        println!(
+            "VAE {pixels}–{}–{} ({parameters} parameters, {:?} decoder) on {} train / {n_test} test images of {}, \
+             {} thread(s), {}",
+            args.hidden,
+            args.latent,
+            args.likelihood,
+            n_train,
+            args.data.display(),
+            threads.map_or("?".into(), |t| t.to_string()),
+            device_name(&device),
+        );
+    }
+    let initial_test_elbo = vae.evaluate(&data.test, EVAL_CHUNK, args.seed)?.elbo;
+
+    let mut trainer = VaeTrainer::new(vae, args.lr, args.seed)?;
+    let mut batches = Noise::new(args.seed, Stream::Batches);
+    let steps_per_epoch = n_train.div_ceil(args.batch);
+    let mut rows = Vec::with_capacity(args.epochs);
+    for epoch in 0..args.epochs {
+        let bar = (say && std::io::stderr().is_terminal()).then(|| epoch_bar(epoch + 1, args.epochs, steps_per_epoch));
+        let order = batches.rows(n_train, n_train, &device)?;
+        let start = Instant::now();
+        let (mut elbo_sum, mut seen) = (0.0, 0usize);
+        let mut beta = 1.0;
+        for step in 0..steps_per_epoch {
+            let from = step * args.batch;
+            let b = args.batch.min(n_train - from);
+            let x = data.train.index_select(&order.narrow(0, from, b)?, 0)?;
+            beta = warmup.beta(epoch, step, steps_per_epoch);
+            let stats = trainer.step(&x, beta)?;
+            elbo_sum += stats.elbo * b as f64;
+            seen += b;
+            if let Some(bar) = &bar {
+                if step % BAR_EVERY == 0 || step + 1 == steps_per_epoch {
+                    let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_position(step as u64 + 1);
+                    bar.set_message(format!("−ELBO {:.2}  {rate:.0} img/s  β {beta:.2}", -elbo_sum / seen as f64));
+                }
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let eval = trainer.vae().evaluate(&data.test, EVAL_CHUNK, args.seed)?;
+        let row = EpochRow {
+            epoch: epoch + 1,
+            seconds,
+            images_per_second: n_train as f64 / seconds,
+            beta,
+            train_elbo: elbo_sum / seen as f64,
+            test_elbo: eval.elbo,
+            test_log_likelihood: eval.log_likelihood,
+            test_kl: eval.kl,
+            kl_per_dim: eval.kl_per_dim,
+            activity: eval.activity,
+            active_units: eval.active_units,
+        };
+        if say {
+            println!("{}", epoch_line(&row, args.latent));
+        }
+        rows.push(row);
+    }
+    let vae = trainer.into_vae();
+
+    let (mut test_iw_loglik, mut test_iw_loglik_se, mut iw_seconds) = (None, None, None);
+    let iw_n = args.iw_n.min(n_test);
+    // K = 0 skips the estimate; chunks keep K · rows near 20,000 decoder rows at a time
+    if let Some(per_k) = 20_000usize.checked_div(args.iw_k) {
+        let start = Instant::now();
+        let chunk = per_k.clamp(1, 500);
+        let (mean, se) = vae.iw_log_likelihood(&data.test.narrow(0, 0, iw_n)?, args.iw_k, chunk, args.seed)?;
+        iw_seconds = Some(start.elapsed().as_secs_f64());
+        test_iw_loglik = Some(mean);
+        test_iw_loglik_se = Some(se);
+        if say {
+            println!(
+                "test log-likelihood (IWAE, K = {}, {iw_n} images): {mean:.2} ± {se:.2} nats per image",
+                args.iw_k
+            );
+        }
+    }
+
+    let mut plots = Vec::new();
+    if !args.no_plot {
+        let text = plot::register_font();
+        if !text {
+            notes.push(format!(
+                "note: the font {} is missing, so the pictures have no text (install fonts-dejavu-core)",
+                plot::FONT
+            ));
+        }
+        plots = draw(&args, &vae, &data, &rows, text)?;
+        if say {
+            for p in &plots {
+                println!("wrote {}", p.display());
+            }
+        }
+    }
+    if let Some(path) = &args.save {
+        vae.save(path)?;
+        if say {
+            println!("saved the weights to {}", path.display());
+        }
+    }
+
+    let report = Report {
+        data: args.data.display().to_string(),
+        train_n: n_train,
+        test_n: n_test,
+        pixels,
+        device: device_name(&device),
+        threads,
+        hidden: args.hidden,
+        latent: args.latent,
+        likelihood: args.likelihood,
+        batch: args.batch,
+        lr: args.lr,
+        warmup_epochs: args.warmup_epochs,
+        seed: args.seed,
+        parameters,
+        epochs: rows,
+        initial_test_elbo,
+        iw_k: args.iw_k,
+        iw_n,
+        test_iw_loglik,
+        test_iw_loglik_se,
+        iw_seconds,
+        plots,
+        notes,
+    };
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(report)
+}
+
+/// The line printed after each epoch.
+pub fn epoch_line(row: &EpochRow, latent: usize) -> String {
+    let kl: Vec<String> = row.kl_per_dim.iter().map(|k| format!("{k:.2}")).collect();
+    format!(
+        "epoch {:3}  {:6.2} s ({:5.0} img/s)  β {:.2}  train ELBO {:9.2}  test ELBO {:9.2}  (E log p(x|z) {:.2}, KL \
+         {:.2})  active units {}/{latent}  KL per dim [{}]",
+        row.epoch,
+        row.seconds,
+        row.images_per_second,
+        row.beta,
+        row.train_elbo,
+        row.test_elbo,
+        row.test_log_likelihood,
+        row.test_kl,
+        row.active_units,
+        kl.join(" ")
+    )
+}
+
+fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
+
+/// Draws the pictures into `args.out`; returns their paths.
+fn draw(args: &Args, vae: &Vae, data: &Data, rows: &[EpochRow], text: bool) -> Result<Vec<PathBuf>, AppError> {
+    let (h, w) = data.shape;
+    let device = vae.device();
+    let fail = |p: &Path, e: String| AppError::Output(format!("cannot draw {}: {e}", p.display()));
+    let mut written = Vec::new();
+
+    // test images beside their reconstructions
+    let n_show = data.test.dim(0)?.min(32);
+    let x = data.test.narrow(0, 0, n_show)?;
+    let recon = vae.reconstruct(&x)?;
+    let path = args.out.join("vae_reconstructions.png");
+    let originals: Vec<Vec<f32>> = x.to_vec2()?;
+    let recons: Vec<Vec<f32>> = recon.to_vec2()?;
+    let mut pairs = Vec::with_capacity(2 * n_show);
+    for (o, r) in originals.into_iter().zip(recons) {
+        pairs.push(o);
+        pairs.push(r);
+    }
+    plot::image_grid(&path, &pairs, (h, w), 8, "Test images (left of each pair) and their reconstructions", text)
+        .map_err(|e| fail(&path, e))?;
+    written.push(path);
+
+    // samples from the prior, decoded to their means
+    let d = args.latent;
+    let mut noise = Noise::new(args.seed, Stream::Draws);
+    let z = noise.standard_normal(64, d, DType::F32, &device)?;
+    let samples: Vec<Vec<f32>> = vae.decode_mean(&z)?.to_vec2()?;
+    let path = args.out.join("vae_samples.png");
+    plot::image_grid(&path, &samples, (h, w), 8, "Samples: decoder means at z ~ N(0, I)", text)
+        .map_err(|e| fail(&path, e))?;
+    written.push(path);
+
+    // the ELBO curves
+    if !rows.is_empty() {
+        let path = args.out.join("vae_elbo.png");
+        let train: Vec<f64> = rows.iter().map(|r| r.train_elbo).collect();
+        let test: Vec<f64> = rows.iter().map(|r| r.test_elbo).collect();
+        plot::elbo_curves(&path, &train, &test, text).map_err(|e| fail(&path, e))?;
+        written.push(path);
+    }
+
+    // the manifold of a 2-D latent space: decoder means over a grid of Normal quantiles
+    if d == 2 {
+        const SIDE: usize = 20;
+        let q: Vec<f64> = (0..SIDE).map(|i| normal_quantile((i as f64 + 0.5) / SIDE as f64)).collect();
+        let mut zs = Vec::with_capacity(SIDE * SIDE * 2);
+        for &z2 in q.iter().rev() {
+            for &z1 in &q {
+                zs.extend([z1 as f32, z2 as f32]);
+            }
+        }
+        let z = Tensor::from_vec(zs, (SIDE * SIDE, 2), &device)?;
+        let images: Vec<Vec<f32>> = vae.decode_mean(&z)?.to_vec2()?;
+        let path = args.out.join("vae_manifold.png");
+        plot::image_grid(
+            &path,
+            &images,
+            (h, w),
+            SIDE,
+            "Latent manifold: decoder means on a grid of N(0, 1) quantiles",
+            text,
+        )
+        .map_err(|e| fail(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Φ⁻¹(p), the standard normal quantile.
+fn normal_quantile(p: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p)
+}

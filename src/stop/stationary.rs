@@ -1,0 +1,271 @@
+//! The default rule: stationary iterates, averaged until the average is precise (Dhaka et al.
+//! 2020; Welandawe et al. 2022).
+//!
+//! With a constant step size the iterates λ_t of the optimiser do not converge to the optimum λ*;
+//! they become a stationary Markov chain around it. Their average converges, and its Monte Carlo
+//! standard error (MCSE) is known from the chain, so the run can stop once it is small.
+//!
+//! ```text
+//! watched:    θ_t = (μ_t, log σ_t), the means and log marginal sds of q after step t
+//! batches:    means θ̄_b of b consecutive steps (b = 50, doubled by merging whenever 128 are kept)
+//! window:     the longest run of the latest batches, from a start at a multiple of 4 batches in the
+//!             first half, at least 32 batches long, in which every coordinate j is stationary:
+//!             split-R̂_j < `rhat` over 4 chunks
+//! average:    λ̄ = the mean of every parameter over the steps from the window's start (q becomes λ̄)
+//! MCSE_j:     sd(θ̄_b,j) / √ESS_j / u_j over the window's batch means, u_j = exp(mean log σ_j)
+//!             for a mean (errors in units of q's sd) and 1 for a log sd (relative errors)
+//! stop:       max_j MCSE_j < tol
+//! halving:    (optional, Welandawe et al. 2022) a constant step's stationary bias shrinks with
+//!             η, so it is gone once halving η no longer moves the average. Each phase runs
+//!             until a window is found; its average θ̄ is compared with the last phase's θ̄':
+//!             max_j |θ̄_j − θ̄'_j| / u_j < 3 tol ⇒ the last phase: average to MCSE < tol, stop;
+//!             else halve η and start a new phase. A phase with no window in 128 batches
+//!             (too large a step to settle) is halved too; at most 10 halvings
+//! ```
+
+use candle_core::Tensor;
+
+use super::chain::{ess, mean, sd, split_rhat};
+use crate::family::VariationalFamily;
+use crate::linalg::to_f64_vec;
+use crate::Result;
+
+/// Steps per batch at the start.
+const BATCH: usize = 50;
+/// Batches kept before neighbours are merged.
+const MAX_BATCHES: usize = 128;
+/// The fewest batches in a window.
+const MIN_BATCHES: usize = 32;
+/// Batches per group: parameter sums are kept per group, and windows start at a group boundary.
+const GROUP: usize = 4;
+/// Chunks of a window taken as chains by split-R̂.
+const CHAINS: usize = 4;
+/// The most step-size halvings of one run.
+const MAX_HALVINGS: usize = 10;
+
+/// What the rule decided after a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Decision {
+    /// Go on.
+    Continue,
+    /// The average is precise (and, when halving, no longer moves): stop.
+    Stop(Window),
+    /// Halving: the average settled but moved since the last phase (or the phase could not
+    /// settle): halve η and start a new phase.
+    Halve,
+}
+
+/// The stationary part of the run found at the last check.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Window {
+    /// The step at which the window begins (steps before it are the transient).
+    pub(crate) since: usize,
+    /// The largest MCSE of the average (see the module doc for units).
+    pub(crate) mcse: f64,
+    first_group: usize,
+}
+
+/// Running sums since the last boundary: steps, watched coordinates, parameters.
+#[derive(Debug)]
+struct Partial<T> {
+    steps: usize,
+    sums: Vec<T>,
+}
+
+/// The state of the stationarity rule between steps.
+#[derive(Debug)]
+pub(crate) struct StationaryRule {
+    rhat: f64,
+    tol: f64,
+    halving: bool,
+    /// The watched averages of the last phase, before the last halving.
+    previous: Option<Vec<f64>>,
+    halvings: usize,
+    /// Halving is over: this phase runs to the MCSE tolerance.
+    last_phase: bool,
+    /// Steps per full batch.
+    batch: usize,
+    /// The iteration at which the first batch began.
+    start: usize,
+    /// Steps seen since `start`.
+    steps: usize,
+    /// The mean of the watched coordinates over each full batch.
+    means: Vec<Vec<f64>>,
+    /// The sum of q's parameters over each full group of batches.
+    groups: Vec<Vec<Tensor>>,
+    batch_partial: Option<Partial<f64>>,
+    group_partial: Option<Partial<Tensor>>,
+    window: Option<Window>,
+}
+
+impl StationaryRule {
+    pub(crate) fn new(rhat: f64, tol: f64, halving: bool, start: usize) -> Self {
+        StationaryRule {
+            rhat,
+            tol,
+            halving,
+            previous: None,
+            halvings: 0,
+            last_phase: false,
+            batch: BATCH,
+            start,
+            steps: 0,
+            means: Vec::new(),
+            groups: Vec::new(),
+            batch_partial: None,
+            group_partial: None,
+            window: None,
+        }
+    }
+
+    /// Forgets every iterate so far (after q was moved back by a recovery from non-finite steps,
+    /// or after a halving); what earlier phases averaged and the halvings are kept.
+    pub(crate) fn restart(&mut self, iteration: usize) {
+        let (previous, halvings, last_phase) = (self.previous.take(), self.halvings, self.last_phase);
+        *self = StationaryRule {
+            previous,
+            halvings,
+            last_phase,
+            ..StationaryRule::new(self.rhat, self.tol, self.halving, iteration)
+        };
+    }
+
+    /// How many times the rule halved the step size.
+    pub(crate) fn halvings(&self) -> usize {
+        self.halvings
+    }
+
+    /// The latest stationary window, if one was found.
+    pub(crate) fn window(&self) -> Option<Window> {
+        self.window
+    }
+
+    /// Sees q after one step (the `iteration`-th) and decides.
+    pub(crate) fn observe<Q: VariationalFamily>(&mut self, q: &Q, iteration: usize) -> Result<Decision> {
+        let watched = [to_f64_vec(&q.loc()?)?, to_f64_vec(&q.marginal_log_sd()?)?].concat();
+        let params: Vec<Tensor> = q.params().iter().map(|(_, v)| v.as_tensor().detach()).collect();
+        self.steps += 1;
+        self.group_partial = Some(match self.group_partial.take() {
+            None => Partial { steps: 1, sums: params },
+            Some(p) => Partial {
+                steps: p.steps + 1,
+                sums: p.sums.iter().zip(&params).map(|(s, x)| s + x).collect::<candle_core::Result<_>>()?,
+            },
+        });
+        let batch = match self.batch_partial.take() {
+            None => Partial { steps: 1, sums: watched },
+            Some(mut p) => {
+                p.sums.iter_mut().zip(&watched).for_each(|(s, x)| *s += x);
+                Partial { steps: p.steps + 1, sums: p.sums }
+            }
+        };
+        if batch.steps < self.batch {
+            self.batch_partial = Some(batch);
+            return Ok(Decision::Continue);
+        }
+        self.means.push(batch.sums.iter().map(|s| s / batch.steps as f64).collect());
+        if self.means.len().is_multiple_of(GROUP) {
+            self.groups.push(self.group_partial.take().map(|p| p.sums).unwrap_or_default());
+        }
+        if self.means.len() == MAX_BATCHES {
+            self.merge()?;
+        }
+        self.window = self.find_window();
+        if self.halving && !self.last_phase && self.halvings < MAX_HALVINGS {
+            match self.window {
+                Some(window) => {
+                    let average = self.watched_average(window);
+                    let settled = self.previous.as_ref().is_some_and(|previous| self.agree(&average, previous));
+                    if !settled {
+                        self.previous = Some(average);
+                        return Ok(self.halve(iteration));
+                    }
+                    self.last_phase = true;
+                }
+                None if self.batch > BATCH => return Ok(self.halve(iteration)), // 128 batches, no window
+                None => return Ok(Decision::Continue),
+            }
+        }
+        match self.window.filter(|w| w.mcse < self.tol) {
+            Some(window) => Ok(Decision::Stop(window)),
+            None => Ok(Decision::Continue),
+        }
+    }
+
+    fn halve(&mut self, iteration: usize) -> Decision {
+        self.halvings += 1;
+        self.restart(iteration);
+        Decision::Halve
+    }
+
+    /// Whether two phases' watched averages agree within 3 tol (means in q's sds).
+    fn agree(&self, average: &[f64], previous: &[f64]) -> bool {
+        let dim = average.len() / 2;
+        (0..2 * dim).all(|j| {
+            let unit = if j < dim { average[dim + j].exp() } else { 1.0 };
+            (average[j] - previous[j]).abs() / unit < 3.0 * self.tol
+        })
+    }
+
+    /// The mean of the watched coordinates over the window's batches.
+    fn watched_average(&self, window: Window) -> Vec<f64> {
+        let batches = &self.means[window.first_group * GROUP..];
+        (0..batches[0].len()).map(|j| batches.iter().map(|m| m[j]).sum::<f64>() / batches.len() as f64).collect()
+    }
+
+    /// q's parameters averaged over every step from the window's start, in `q.params()` order.
+    pub(crate) fn average(&self) -> Result<Option<(usize, Vec<Tensor>)>> {
+        let Some(w) = self.window else { return Ok(None) };
+        let mut parts = self.groups[w.first_group..].iter().chain(self.group_partial.iter().map(|p| &p.sums));
+        let Some(first) = parts.next() else { return Ok(None) };
+        let mut total = first.clone();
+        for sums in parts {
+            for (t, s) in total.iter_mut().zip(sums) {
+                *t = (&*t + s)?;
+            }
+        }
+        let n = self.steps - (w.since - self.start);
+        let mean = total.iter().map(|t| t / n as f64).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Some((n, mean)))
+    }
+
+    /// Halves the number of batches and groups by merging neighbours, so memory stays bounded.
+    fn merge(&mut self) -> Result<()> {
+        let means = std::mem::take(&mut self.means);
+        self.means = means.chunks(2).map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| 0.5 * (a + b)).collect()).collect();
+        let groups = std::mem::take(&mut self.groups);
+        self.groups = groups
+            .chunks(2)
+            .map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| a + b).collect::<candle_core::Result<Vec<_>>>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        self.batch *= 2;
+        Ok(())
+    }
+
+    /// The longest stationary window: the earliest group boundary in the first half of the batches
+    /// from which every watched coordinate is stationary.
+    fn find_window(&self) -> Option<Window> {
+        let len = self.means.len();
+        let dim = self.means[0].len() / 2;
+        let starts = (0..=len / 2).step_by(GROUP).filter(|s| len - s >= MIN_BATCHES);
+        for first in starts {
+            let series = |j: usize| -> Vec<f64> { self.means[first..].iter().map(|m| m[j]).collect() };
+            let units: Vec<f64> =
+                (0..2 * dim).map(|j| if j < dim { mean(&series(dim + j)).exp() } else { 1.0 }).collect();
+            let stationary = (0..2 * dim).all(|j| {
+                let x = series(j);
+                split_rhat(&x, CHAINS) < self.rhat
+            });
+            if stationary {
+                let mcse = (0..2 * dim)
+                    .map(|j| {
+                        let x = series(j);
+                        sd(&x) / ess(&x).sqrt() / units[j]
+                    })
+                    .fold(0.0, f64::max);
+                return Some(Window { since: self.start + first * self.batch, mcse, first_group: first / GROUP });
+            }
+        }
+        None
+    }
+}
