@@ -7,6 +7,7 @@
 //!   truth and the ELBO within 2 nats of NumPyro's for the same family
 //!   (`tests/data/numpyro_gmm.json`, where the figures come from is written in it);
 //! - bad input: each CSV or argument error has a message naming the file, line and column;
+//! - `--device`: `cpu` and `auto` run on the CPU in the default build, `cuda` is an error there;
 //! - the pieces: label matching, CSV reading, the plots without a font.
 
 #[allow(dead_code)]
