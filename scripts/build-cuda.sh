@@ -14,7 +14,7 @@
 #
 # Output: target/cuda/release/examples/{vae,gmm_vi} (a separate target dir, so the CPU build stays warm).
 # The binaries need libcuda.so.1 (the NVIDIA driver) and the CUDA 13 runtime libraries at run time; see
-# README.md, section "CUDA". From scratch this takes about 16 minutes on 2 cores (most of it compiling
+# README.md, section "CUDA". From scratch this takes 9-16 minutes on 2 cores (most of it compiling
 # candle-kernels) and ~1.2 GiB in the cache; rebuilds are incremental.
 #
 # Environment:

@@ -6,7 +6,7 @@
 # and finish its fit on the CPU with exit status 0. With Fashion-MNIST installed, the vae example is
 # checked the same way (one short epoch). The library's unit tests also run in the cuda build.
 #
-# Usage: scripts/check-cuda-fallback.sh   (from scratch about 16 minutes on 2 cores, then seconds)
+# Usage: scripts/check-cuda-fallback.sh   (from scratch 9-16 minutes on 2 cores, then about a minute)
 #
 # Not run by .ci/run: CI starts from a clean checkout without caches, and the cuda build alone takes
 # about as long as the rest of CI together (README.md, "CUDA"). It is a maintainer's command.
