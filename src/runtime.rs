@@ -15,8 +15,13 @@
 //! The allocator is a binary's choice, not a library's: glibc's malloc is bimodal on candle's per-op
 //! tensors (some runs 2× slower, `benches/README.md`), so the examples and benches install mimalloc
 //! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`).
+//!
+//! [`cuda_or_cpu`] picks the device of a program: the first CUDA GPU when `elbo` is built with the
+//! `cuda` feature and a GPU answers, else the CPU, with one line saying why.
 
 use std::sync::Once;
+
+use candle_core::Device;
 
 static THREADS: Once = Once::new();
 
@@ -27,4 +32,52 @@ pub fn default_threads() {
             std::env::set_var("RAYON_NUM_THREADS", "1");
         }
     });
+}
+
+/// The first CUDA GPU if `elbo` was built with the `cuda` feature and one can be opened, else the
+/// CPU. With the feature, a fallback comes with one line for the user, e.g.
+/// `CUDA unavailable (DriverError(CUDA_ERROR_NO_DEVICE, ...)): running on the CPU`; without it, there
+/// is nothing to say.
+///
+/// A binary built with `cuda` needs `libcuda.so.1` (the NVIDIA driver) to start at all; on a
+/// machine without a GPU, the link-only stub of `scripts/build-cuda.sh` lets it start and fall back
+/// here (README, "CUDA").
+pub fn cuda_or_cpu() -> (Device, Option<String>) {
+    if !cfg!(feature = "cuda") {
+        return (Device::Cpu, None);
+    }
+    match Device::new_cuda(0) {
+        Ok(device) => (device, None),
+        Err(e) => {
+            // candle's error text carries a backtrace when RUST_BACKTRACE is set: keep the first line
+            let why = e.to_string();
+            let why = why.lines().next().unwrap_or("no reason given");
+            (Device::Cpu, Some(format!("CUDA unavailable ({why}): running on the CPU")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_or_cpu_falls_back_to_the_cpu_with_a_reason() {
+        let (device, note) = cuda_or_cpu();
+        if !cfg!(feature = "cuda") {
+            // the default build: the CPU, silently
+            assert!(device.is_cpu() && note.is_none(), "{device:?}, {note:?}");
+            return;
+        }
+        match (&device, &note) {
+            // a cuda build without a usable GPU: the CPU and one line that says so
+            (Device::Cpu, Some(note)) => {
+                assert!(note.starts_with("CUDA unavailable (") && note.ends_with("): running on the CPU"), "{note}");
+                assert!(!note.contains('\n'), "{note}");
+            }
+            // a cuda build on a GPU host
+            (Device::Cuda(_), None) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -21,11 +21,30 @@
 //! The backward passes are themselves differentiable (lgamma → digamma → trigamma, softplus →
 //! [`candle_nn::ops::sigmoid`]), except that trigamma has no derivative of its own.
 //!
-//! Devices and dtypes: the custom ops run on CPU tensors of dtype `f32` or `f64`. On other devices
-//! (and for `f16`/`bf16`), `softplus`, `log_sigmoid` and `log1p` fall back to compositions of candle
-//! ops, which are exact to within an ulp of 1 in *absolute* terms but lose *relative* accuracy for
-//! tiny results (`(x + 1).ln()` at x = 1e-12 in `f32` is 0). `lgamma`, `digamma` and `trigamma`
-//! have no fallback and return an error off the CPU. Integer tensors are an error everywhere.
+//! Dispatch, explicit in `apply`: on CPU tensors of dtype `f32` or `f64` each function is the
+//! fused custom op above; on every other device (CUDA) and dtype (`f16`, `bf16`) it is a
+//! composition of candle ops that every backend implements, differentiated by candle's autodiff.
+//! Integer tensors are an error everywhere. The compositions:
+//!
+//! ```text
+//! softplus(x)    = relu(x) + ln(1 + e^(−|x|)),    log_sigmoid(x) = −softplus(−x),    log1p(x) = ln(x + 1)
+//! shift:           z = x + m with m = #{i < 10 : x + i < 10}, so z ≥ 10 for every x > 0
+//! lgamma(x)      = ln Γ(z) − ln Π_{i<m} (x + i),     ln Γ(z) ~ (z − ½) ln z − z + ½ ln 2π + Σ_{k=1}^{8} B₂ₖ / (2k(2k−1) z^(2k−1))
+//! digamma(x)     = ψ(z) − Σ_{i<m} 1/(x + i),         ψ(z)    ~ ln z − 1/(2z) − Σ_{k=1}^{8} B₂ₖ / (2k z^(2k))
+//! trigamma(x)    = ψ₁(z) + Σ_{i<m} 1/(x + i)²,       ψ₁(z)   ~ 1/z + 1/(2z²) + Σ_{k=1}^{8} B₂ₖ / z^(2k+1)
+//! ```
+//!
+//! The shift is ten masked steps (`where_cond`), branch-free, so it runs wherever candle has f64. The
+//! three gamma-family compositions compute in `f64` whatever the input dtype (cast back at the end,
+//! like the CPU ops) and are defined for x ≥ 0 (+∞ at 0 for lgamma and trigamma, −∞ for digamma);
+//! for x < 0 they return NaN, where the CPU ops follow statrs. At z ≥ 10 the first omitted term of
+//! each series is below 1e-17 relative, so the error is rounding in the recurrence: ≲ 1e-14 ×
+//! max(1, |value|) in `f64` (the tests check 1e-13), the correctly rounded value in `f32` up to
+//! an ulp. The compositions of softplus, log_sigmoid and log1p are exact to within an ulp of 1 in
+//! *absolute* terms but lose *relative* accuracy for tiny results (`(x + 1).ln()` at x = 1e-12 in
+//! `f32` is 0). Gradients off the CPU are candle's autodiff through the composition (for lgamma
+//! that is the derivative of the truncated Stirling series: ψ to the same accuracy), and trigamma's
+//! composition is differentiable there, unlike the CPU op.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
@@ -35,22 +54,23 @@ pub const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// ln Γ(x), the log of the gamma function, elementwise (x > 0; +∞ at 0).
 ///
-/// Defined through statrs for x ≤ 0 as well, where it is not meaningful (NaN where Γ(x) < 0).
-/// Gradient: ψ(x) ([`digamma`]). CPU only (`f32`, `f64`).
+/// On the CPU defined through statrs for x < 0 as well, where it is not meaningful (NaN where
+/// Γ(x) < 0); off the CPU NaN for x < 0. Gradient: ψ(x) ([`digamma`]). Any device (module doc).
 pub fn lgamma(x: &Tensor) -> Result<Tensor> {
     apply(x, Func::Lgamma)
 }
 
 /// ψ(x) = d/dx ln Γ(x), the digamma function, elementwise (−∞ at 0 and at negative integers).
 ///
-/// Gradient: ψ₁(x) ([`trigamma`]). CPU only (`f32`, `f64`).
+/// Gradient: ψ₁(x) ([`trigamma`]). Off the CPU NaN for x < 0. Any device (module doc).
 pub fn digamma(x: &Tensor) -> Result<Tensor> {
     apply(x, Func::Digamma)
 }
 
 /// ψ₁(x) = d/dx ψ(x), the trigamma function, elementwise (+∞ at 0 and at negative integers).
 ///
-/// It has no gradient: a backward pass through it is an error. CPU only (`f32`, `f64`).
+/// On the CPU it has no gradient (a backward pass through it is an error); off the CPU it is NaN
+/// for x < 0 and differentiable by autodiff. Any device (module doc).
 pub fn trigamma(x: &Tensor) -> Result<Tensor> {
     apply(x, Func::Trigamma)
 }
@@ -160,11 +180,87 @@ impl Func {
             Func::Log1p => (x + 1.0)?.log(),
             Func::Softplus => softplus_composite(x),
             Func::LogSigmoid => softplus_composite(&x.neg()?)?.neg(),
-            Func::Lgamma | Func::Digamma | Func::Trigamma => {
-                bail!("{} is CPU-only until CUDA kernels land (got a tensor on {:?})", self.name(), x.device())
-            }
+            Func::Lgamma | Func::Digamma | Func::Trigamma => gamma_family_composite(self, x),
         }
     }
+}
+
+/// The shift of the recurrences: x is moved up by one at most `SHIFTS` times, until it is ≥ `SHIFT_TO`.
+const SHIFT_TO: f64 = 10.0;
+/// Enough steps to bring every x ≥ 0 to at least `SHIFT_TO`.
+const SHIFTS: usize = 10;
+
+/// B₂ₖ / (2k(2k − 1)), k = 1..8: the coefficients of Stirling's series for ln Γ.
+const STIRLING: [f64; 8] = [
+    1.0 / 12.0,
+    -1.0 / 360.0,
+    1.0 / 1260.0,
+    -1.0 / 1680.0,
+    1.0 / 1188.0,
+    -691.0 / 360_360.0,
+    1.0 / 156.0,
+    -3617.0 / 122_400.0,
+];
+/// B₂ₖ / (2k), k = 1..8: the coefficients of the asymptotic series of ψ.
+const DIGAMMA: [f64; 8] =
+    [1.0 / 12.0, -1.0 / 120.0, 1.0 / 252.0, -1.0 / 240.0, 1.0 / 132.0, -691.0 / 32_760.0, 1.0 / 12.0, -3617.0 / 8160.0];
+/// B₂ₖ, k = 1..8: the coefficients of the asymptotic series of ψ₁.
+const TRIGAMMA: [f64; 8] =
+    [1.0 / 6.0, -1.0 / 30.0, 1.0 / 42.0, -1.0 / 30.0, 5.0 / 66.0, -691.0 / 2730.0, 7.0 / 6.0, -3617.0 / 510.0];
+
+/// Σₖ c[k] r2^k by Horner's rule (r2 a tensor, the coefficients constants).
+fn horner(c: &[f64], r2: &Tensor) -> Result<Tensor> {
+    let mut acc = (r2.zeros_like()? + c[c.len() - 1])?;
+    for &ck in c.iter().rev().skip(1) {
+        acc = ((acc * r2)? + ck)?;
+    }
+    Ok(acc)
+}
+
+/// ln Γ, ψ or ψ₁ as candle ops (formulas in the module doc): the recurrence shifts x to z ≥ 10,
+/// where the asymptotic series is accurate to f64 rounding. Computed in f64, returned in x's dtype.
+fn gamma_family_composite(f: Func, x: &Tensor) -> Result<Tensor> {
+    let x64 = x.to_dtype(DType::F64)?;
+    let ones = x64.ones_like()?;
+    let zeros = x64.zeros_like()?;
+    // z = x + m, and the recurrence's correction: Π (x + i) for lgamma, Σ 1/(x + i)^p otherwise
+    let mut z = x64.clone();
+    let mut correction = if f == Func::Lgamma { ones.clone() } else { zeros.clone() };
+    for _ in 0..SHIFTS {
+        let below = z.lt(SHIFT_TO)?;
+        correction = match f {
+            Func::Lgamma => (correction * below.where_cond(&z, &ones)?)?,
+            Func::Digamma => (correction + below.where_cond(&z.recip()?, &zeros)?)?,
+            Func::Trigamma => (correction + below.where_cond(&z.sqr()?.recip()?, &zeros)?)?,
+            other => bail!("{} is not in the gamma family", other.name()),
+        };
+        z = (z + below.to_dtype(DType::F64)?)?;
+    }
+    let r = z.recip()?;
+    let r2 = r.sqr()?;
+    let value = match f {
+        Func::Lgamma => {
+            // (z − ½)(ln z − 1) − ½ + ½ ln 2π (= (z − ½) ln z − z + ½ ln 2π, and +∞ at z = +∞)
+            // + r Σ c_k r^(2k−2), minus ln Π (x + i)
+            let stirling = ((z.affine(1.0, -0.5)? * (z.log()? - 1.0)?)? + (HALF_LN_2PI - 0.5))?;
+            ((stirling + (&r * horner(&STIRLING, &r2)?)?)? - correction.log()?)?
+        }
+        Func::Digamma => {
+            // ln z − r/2 − r² Σ c_k r^(2k−2), minus Σ 1/(x + i)
+            let psi = ((z.log()? - (&r * 0.5)?)? - (&r2 * horner(&DIGAMMA, &r2)?)?)?;
+            (psi - correction)?
+        }
+        _ => {
+            // ψ₁: r (1 + r (½ + r Σ B₂ₖ r^(2k−2))), plus Σ 1/(x + i)²
+            let tail = ((&r * horner(&TRIGAMMA, &r2)?)? + 0.5)?;
+            let psi1 = (&r * ((&r * tail)? + 1.0)?)?;
+            (psi1 + correction)?
+        }
+    };
+    // outside the domain x ≥ 0 (and for NaN input): NaN
+    let nan = (zeros + f64::NAN)?;
+    let value = x64.ge(0.0)?.where_cond(&value, &nan)?;
+    value.to_dtype(x.dtype())
 }
 
 fn softplus_composite(x: &Tensor) -> Result<Tensor> {
@@ -226,6 +322,7 @@ mod tests {
     const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
     type TensorFn = fn(&Tensor) -> Result<Tensor>;
+    type HostFn = fn(f64) -> f64;
 
     fn eval(f: TensorFn, xs: &[f64], dtype: DType) -> Vec<f64> {
         let t = Tensor::new(xs, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
@@ -364,8 +461,157 @@ mod tests {
         let h = Tensor::new(&[0.5f32, -2.0], &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
         let sp = softplus(&h).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
         assert!((sp[0] - softplus_f64(0.5)).abs() < 1e-2 && (sp[1] - softplus_f64(-2.0)).abs() < 1e-2);
-        let err = lgamma(&h).unwrap_err().to_string();
-        assert!(err.contains("lgamma is CPU-only"), "{err}");
+        // and the gamma family has one too (computed in f64, rounded to bf16's 8 bits)
+        let lg = lgamma(&h.abs().unwrap()).unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        assert!((lg[0] - ln_gamma(0.5)).abs() < 4e-3 * ln_gamma(0.5), "{lg:?}");
+        assert!((lg[1] - ln_gamma(2.0)).abs() < 1e-12, "{lg:?}");
+    }
+
+    /// `f` as dispatched on the CPU: the fused op for f32 and f64.
+    fn dispatched(f: Func, xs: &[f64], dtype: DType) -> Vec<f64> {
+        let t = Tensor::new(xs, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        apply(&t, f).unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+    }
+
+    /// The composition of `f` (the path off the CPU), forced on the CPU.
+    fn composite(f: Func, xs: &[f64], dtype: DType) -> Vec<f64> {
+        let t = Tensor::new(xs, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        f.composite(&t).unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+    }
+
+    /// x from 1e-300 to 1e100, with the zeros of ln Γ (1, 2) and of ψ (1.4616…) and both sides of
+    /// the switch to the series at 10.
+    const POSITIVE: [f64; 24] = [
+        1e-300,
+        1e-30,
+        1e-8,
+        0.01,
+        0.3,
+        0.5,
+        0.999,
+        1.0,
+        1.001,
+        1.461_632_144_968_362_2,
+        1.5,
+        2.0,
+        2.5,
+        3.7,
+        9.5,
+        9.999,
+        10.0,
+        10.5,
+        17.0,
+        171.5,
+        1e6,
+        1e15,
+        1e50,
+        1e100,
+    ];
+
+    /// |got − want| ≤ tol · max(1, |want|): relative for large values, absolute near the zeros of
+    /// the function (where any formula that adds terms of size ~1 has an absolute error).
+    fn near(got: f64, want: f64, tol: f64) -> bool {
+        got == want || (got - want).abs() <= tol * want.abs().max(1.0)
+    }
+
+    #[test]
+    fn gamma_composites_match_statrs_and_the_cpu_ops() {
+        let cases: [(Func, HostFn); 3] =
+            [(Func::Lgamma, ln_gamma), (Func::Digamma, psi), (Func::Trigamma, trigamma_f64)];
+        for (f, reference) in cases {
+            let mut worst: f64 = 0.0;
+            // f64: rounding in the recurrence (~1e-15) plus statrs' own error
+            let got = composite(f, &POSITIVE, DType::F64);
+            let cpu = dispatched(f, &POSITIVE, DType::F64);
+            for ((&x, g), c) in POSITIVE.iter().zip(got).zip(cpu) {
+                let want = reference(x);
+                assert_eq!(c, want, "the CPU op is statrs / trigamma_f64");
+                assert!(near(g, want, 1e-13), "{f:?}({x}) composite {g}, want {want}");
+                worst = worst.max((g - want).abs() / want.abs().max(1.0));
+            }
+            // f32: the f64 result rounded once, so within an ulp of the rounded reference
+            let x32: Vec<f64> = POSITIVE.iter().map(|&x| x as f32 as f64).filter(|&x| x > 0.0).collect();
+            let got = composite(f, &x32, DType::F32);
+            let cpu = dispatched(f, &x32, DType::F32);
+            for ((&x, g), c) in x32.iter().zip(got).zip(cpu) {
+                let want = reference(x) as f32 as f64;
+                assert!(near(g, want, 1.2e-7), "{f:?}({x}) in f32: composite {g}, want {want}");
+                assert!(near(g, c, 1.2e-7), "{f:?}({x}) in f32: composite {g}, CPU op {c}");
+            }
+            eprintln!("{f:?}: worst f64 error of the composite / max(1, |value|) = {worst:.1e}");
+        }
+    }
+
+    #[test]
+    fn gamma_composites_at_the_edges_of_the_domain() {
+        let xs = [0.0, f64::INFINITY, -0.5, -3.0, -1e-30, f64::NEG_INFINITY, f64::NAN];
+        for dtype in [DType::F64, DType::F32] {
+            let lg = composite(Func::Lgamma, &xs, dtype);
+            let dg = composite(Func::Digamma, &xs, dtype);
+            let tg = composite(Func::Trigamma, &xs, dtype);
+            let inf = f64::INFINITY;
+            assert_eq!(&lg[..2], &[inf, inf], "lgamma {dtype:?}");
+            assert_eq!(&dg[..2], &[-inf, inf], "digamma {dtype:?}");
+            assert_eq!(&tg[..2], &[inf, 0.0], "trigamma {dtype:?}");
+            for v in [&lg, &dg, &tg] {
+                assert!(v[2..].iter().all(|v| v.is_nan()), "x < 0 and NaN give NaN in {dtype:?}: {v:?}");
+            }
+        }
+        // strided input
+        let t = Tensor::new(&[[1.0f64, 2.0, 3.5], [4.0, 0.25, 60.0]], &Device::Cpu).unwrap().t().unwrap();
+        let got = Func::Lgamma.composite(&t).unwrap().to_vec2::<f64>().unwrap();
+        for (row, xs) in got.iter().zip(t.to_vec2::<f64>().unwrap()) {
+            for (g, x) in row.iter().zip(xs) {
+                assert!(near(*g, ln_gamma(x), 1e-13), "lgamma({x}) = {g}");
+            }
+        }
+    }
+
+    /// d/dx Σ f(x) through the composition, by candle's autodiff, in `dtype`.
+    fn composite_grad(f: Func, xs: &[f64], dtype: DType) -> Vec<f64> {
+        let v = Var::from_tensor(&Tensor::new(xs, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+        let grads = f.composite(v.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        grads.get(v.as_tensor()).unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn composite_gradients_match_the_derivatives_and_finite_differences() {
+        // the derivative in closed form: ψ, ψ₁, and ψ₂ by central differences of ψ₁
+        fn psi2(x: f64) -> f64 {
+            let h = 1e-4 * x;
+            (trigamma_f64(x + h) - trigamma_f64(x - h)) / (2.0 * h)
+        }
+        let positive = [0.02, 0.3, 1.0, 1.7, 6.0, 9.5, 9.999, 10.0, 10.5, 80.0, 1e6];
+        let cases: [(Func, HostFn, f64); 3] =
+            [(Func::Lgamma, psi, 1e-13), (Func::Digamma, trigamma_f64, 1e-13), (Func::Trigamma, psi2, 1e-7)];
+        for (f, derivative, tol) in cases {
+            let g = composite_grad(f, &positive, DType::F64);
+            for (&x, gi) in positive.iter().zip(g) {
+                let want = derivative(x);
+                assert!(near(gi, want, tol), "d{f:?}/dx at {x}: autodiff {gi}, want {want}");
+                // and central differences of the composition itself
+                let h = 1e-6 * x;
+                let fd = (composite(f, &[x + h], DType::F64)[0] - composite(f, &[x - h], DType::F64)[0]) / (2.0 * h);
+                assert!((gi - fd).abs() <= 1e-6 * fd.abs().max(1e-8), "d{f:?}/dx at {x}: autodiff {gi}, fd {fd}");
+            }
+            // in f32 the chain runs in f64 and the gradient is rounded once
+            let x32 = [0.3f32 as f64, 2.0, 40.0];
+            for (&x, gi) in x32.iter().zip(composite_grad(f, &x32, DType::F32)) {
+                let want = derivative(x) as f32 as f64;
+                assert!(near(gi, want, 2.4e-7), "d{f:?}/dx at {x} in f32: {gi}, want {want}");
+            }
+        }
+        // softplus, log_sigmoid, log1p: autodiff through the composition = the CPU op's gradient
+        let reals = [-30.0, -3.0, -0.4, 0.0, 0.7, 4.0, 30.0];
+        let above = [-0.9, -0.3, 1e-9, 0.2, 5.0, 1e3];
+        for (f, xs) in [(Func::Softplus, &reals[..]), (Func::LogSigmoid, &reals[..]), (Func::Log1p, &above[..])] {
+            let v = Var::new(xs, &Device::Cpu).unwrap();
+            let fused = apply(v.as_tensor(), f).unwrap().sum_all().unwrap().backward().unwrap();
+            let fused = fused.get(v.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
+            for ((x, a), b) in xs.iter().zip(fused).zip(composite_grad(f, xs, DType::F64)) {
+                assert!(near(b, a, 1e-15), "d{f:?}/dx at {x}: composite {b}, CPU op {a}");
+            }
+        }
     }
 
     #[test]

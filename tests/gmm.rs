@@ -7,6 +7,7 @@
 //!   truth and the ELBO within 2 nats of NumPyro's for the same family
 //!   (`tests/data/numpyro_gmm.json`, where the figures come from is written in it);
 //! - bad input: each CSV or argument error has a message naming the file, line and column;
+//! - `--device`: `cpu` and `auto` run on the CPU in the default build, `cuda` is an error there;
 //! - the pieces: label matching, CSV reading, the plots without a font.
 
 #[allow(dead_code)]
@@ -208,6 +209,26 @@ fn bad_arguments_are_errors_not_panics() {
     for (lr, shown) in [("-0.1", "-0.1"), ("0", "0"), ("nan", "NaN")] {
         let e = app::run(args(&["--lr", lr, "--quiet", "--no-plot"])).unwrap_err().to_string();
         assert!(e.contains(&format!("--lr {shown}")) && e.contains("positive"), "{e}");
+    }
+    assert!(app::Args::try_parse_from(["gmm_vi", "--device", "tpu"]).is_err());
+    if !cfg!(feature = "cuda") {
+        // asking for the GPU in a CPU build is an error that says how to get one, not a fallback
+        let e = app::run(args(&["--device", "cuda", "--quiet", "--no-plot"])).unwrap_err().to_string();
+        assert!(e.starts_with("--device cuda: ") && e.ends_with("(build with --features cuda)"), "{e}");
+    }
+}
+
+#[test]
+fn device_cpu_and_auto_run_on_the_cpu_in_the_default_build() {
+    for device in ["cpu", "auto"] {
+        let report = app::run(args(&["--device", device, "--steps", "50", "--n", "100", "--quiet", "--no-plot"]));
+        let report = report.expect("a short fit");
+        assert_eq!(report.steps, 50);
+        if device == "cpu" || !cfg!(feature = "cuda") {
+            assert_eq!(report.device, "cpu");
+        } else {
+            assert!(report.device == "cpu" || report.device == "cuda:0", "{}", report.device);
+        }
     }
 }
 

@@ -54,6 +54,17 @@ impl FamilyArg {
     }
 }
 
+/// Where to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU if built with `--features cuda` and one answers, else the CPU (saying why).
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU, or an error.
+    Cuda,
+}
+
 /// A whole number ≥ 1, with a plain message otherwise.
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -104,6 +115,9 @@ pub struct Args {
     /// ELBO, on all points, then uses 200 draws).
     #[arg(long, value_parser = at_least_one)]
     pub batch: Option<usize>,
+    /// Where to fit: `auto` is the GPU when built with `--features cuda` and one is there.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Folder for the plots (created if missing).
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
@@ -197,6 +211,8 @@ pub struct Report {
     pub batch: Option<usize>,
     /// Fits run.
     pub restarts: usize,
+    /// `cpu` or `cuda:0`.
+    pub device: String,
     /// The seed of the kept fit.
     pub seed: u64,
     /// The final ELBO of every fit, in the order they ran.
@@ -263,7 +279,11 @@ struct Fitted {
 /// writes the JSON, and returns the report.
 pub fn run(args: Args) -> Result<Report, AppError> {
     check_settings(&args)?;
-    let data = load(&args)?;
+    let device = pick_device(args.device)?;
+    let mut data = load(&args)?;
+    if !device.is_cpu() {
+        data.gmm = data.gmm.to(DType::F64, &device)?;
+    }
     let (k, n, d) = (data.gmm.k(), data.gmm.n(), data.gmm.d());
     if let Some(b) = args.batch {
         if b > n {
@@ -285,8 +305,8 @@ pub fn run(args: Args) -> Result<Report, AppError> {
             bar.set_prefix(format!("fit {}/{}", r + 1, args.restarts));
         }
         let fitted = match args.family {
-            FamilyArg::Meanfield => fit_one(MeanField, &data.gmm, &args, seed, bar.as_ref())?,
-            FamilyArg::Fullrank => fit_one(FullRank, &data.gmm, &args, seed, bar.as_ref())?,
+            FamilyArg::Meanfield => fit_one(MeanField, &data.gmm, &args, &device, seed, bar.as_ref())?,
+            FamilyArg::Fullrank => fit_one(FullRank, &data.gmm, &args, &device, seed, bar.as_ref())?,
         };
         fits.push(fitted);
     }
@@ -372,6 +392,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         lr: args.lr,
         batch: args.batch,
         restarts: args.restarts,
+        device: device_name(&device),
         seed: fit.seed,
         restart_elbos,
         seconds,
@@ -397,6 +418,34 @@ pub fn run(args: Args) -> Result<Report, AppError> {
             .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(report)
+}
+
+/// The device `arg` asks for. `auto` falls back to the CPU with one line on stderr saying why
+/// (printed at once, before the fit).
+pub fn pick_device(arg: DeviceArg) -> Result<Device, AppError> {
+    match arg {
+        DeviceArg::Auto => {
+            let (device, note) = elbo::runtime::cuda_or_cpu();
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            Ok(device)
+        }
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
+            let why = e.to_string();
+            let hint = if cfg!(feature = "cuda") { "" } else { " (build with --features cuda)" };
+            AppError::Input(format!("--device cuda: {}{hint}", why.lines().next().unwrap_or("")))
+        }),
+    }
+}
+
+fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => "cuda:0".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// NaN sorts below every number (a fit whose ELBO is NaN is never kept over a finite one).
@@ -555,11 +604,13 @@ fn fit_one<F: Family>(
     family: F,
     gmm: &GaussianMixture,
     args: &Args,
+    device: &Device,
     seed: u64,
     bar: Option<&ProgressBar>,
 ) -> Result<Fitted, AppError> {
     let mut advi = Advi::new(family)
         .dtype(DType::F64)
+        .device(device.clone())
         .samples(args.samples)
         .steps(args.steps)
         .lr(args.lr)
@@ -698,7 +749,7 @@ impl fmt::Display for Report {
             let elbos: Vec<String> = self.restart_elbos.iter().map(|e| format!("{e:.2}")).collect();
             writeln!(f, "  restarts   {} fits, ELBOs {}; kept seed {}", self.restarts, elbos.join(", "), self.seed)?;
         }
-        writeln!(f, "  wall time  {:.2} s for all fits", self.seconds)?;
+        writeln!(f, "  wall time  {:.2} s for all fits on {}", self.seconds, self.device)?;
         writeln!(f)?;
         let truth = self.truth.as_ref();
         let matched = if truth.is_some() { ", fitted components matched to the true ones" } else { "" };

@@ -5,6 +5,7 @@
 //! cargo run --release --example gmm_vi                          # simulated, K = 3, D = 2, N = 1000
 //! cargo run --release --example gmm_vi -- --family fullrank --restarts 4 --json out/gmm.json
 //! cargo run --release --example gmm_vi -- --data points.csv --k 4   # your own points
+//! cargo run --release --example gmm_vi --features cuda          # on the GPU if there is one
 //! ```
 //!
 //! Everything happens in `app.rs` (`app::run`), which the tests call in-process.

@@ -52,6 +52,17 @@ pub enum LikelihoodArg {
     Gaussian,
 }
 
+/// Where to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU if built with `--features cuda` and one answers, else the CPU (saying why).
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU, or an error.
+    Cuda,
+}
+
 /// A whole number ≥ 1, with a plain message otherwise.
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -106,6 +117,9 @@ pub struct Args {
     /// Use only the first N test images.
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub test_n: Option<usize>,
+    /// Where to train: `auto` is the GPU when built with `--features cuda` and one is there.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// CPU threads for candle's matrix products [default: RAYON_NUM_THREADS if set, else all cores].
     #[arg(long, value_parser = at_least_one)]
     pub threads: Option<usize>,
@@ -271,18 +285,24 @@ pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
     })
 }
 
-/// The GPU when built with `--features cuda` and one is there, else the CPU (with a note saying why).
-pub fn pick_device(notes: &mut Vec<String>) -> Device {
-    #[cfg(feature = "cuda")]
-    {
-        match Device::new_cuda(0) {
-            Ok(device) => return device,
-            Err(e) => notes.push(format!("note: no CUDA device ({e}); running on the CPU")),
+/// The device `arg` asks for. `auto` falls back to the CPU with one line on stderr saying why
+/// (printed at once: training may take a while).
+pub fn pick_device(arg: DeviceArg) -> Result<Device, AppError> {
+    match arg {
+        DeviceArg::Auto => {
+            let (device, note) = elbo::runtime::cuda_or_cpu();
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            Ok(device)
         }
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
+            let why = e.to_string();
+            let hint = if cfg!(feature = "cuda") { "" } else { " (build with --features cuda)" };
+            AppError::Input(format!("--device cuda: {}{hint}", why.lines().next().unwrap_or("")))
+        }),
     }
-    #[cfg(not(feature = "cuda"))]
-    let _ = notes;
-    Device::Cpu
 }
 
 fn device_name(device: &Device) -> String {
@@ -333,7 +353,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
     check_settings(&args)?;
     let threads = set_threads(args.threads);
     let mut notes = Vec::new();
-    let device = pick_device(&mut notes);
+    let device = pick_device(args.device)?;
     let data = load_data(&args, &device)?;
     let (n_train, pixels) = data.train.dims2()?;
     let n_test = data.test.dim(0)?;

@@ -8,6 +8,7 @@
 //! cargo run --release --example vae -- --latent 2 --epochs 20 --json out/vae.json
 //! cargo run --release --example vae -- --data DIR            # any MNIST-format folder
 //! cargo run --release --example vae --features cuda          # on the GPU if there is one
+//! cargo run --release --example vae -- --device cpu           # the CPU even in a cuda build
 //! ```
 //!
 //! Everything happens in `app.rs` (`app::run`), which the tests call in-process.
