@@ -14,6 +14,10 @@
 //! Mixtures have poor local optima (two components sharing one cluster), hence `--restarts R`:
 //! R fits from different k-means++ starts, keeping the one with the highest ELBO.
 
+#[path = "../common/device.rs"]
+mod device;
+pub use device::DeviceArg;
+
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -52,17 +56,6 @@ impl FamilyArg {
             FamilyArg::Fullrank => "full-rank",
         }
     }
-}
-
-/// Where to fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    /// The GPU if built with `--features cuda` and one answers, else the CPU (saying why).
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// The first CUDA GPU, or an error.
-    Cuda,
 }
 
 /// A whole number ≥ 1, with a plain message otherwise.
@@ -279,7 +272,7 @@ struct Fitted {
 /// writes the JSON, and returns the report.
 pub fn run(args: Args) -> Result<Report, AppError> {
     check_settings(&args)?;
-    let device = pick_device(args.device)?;
+    let device = device::pick(args.device).map_err(AppError::Input)?;
     let mut data = load(&args)?;
     if !device.is_cpu() {
         data.gmm = data.gmm.to(DType::F64, &device)?;
@@ -392,7 +385,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         lr: args.lr,
         batch: args.batch,
         restarts: args.restarts,
-        device: device_name(&device),
+        device: device::name(&device),
         seed: fit.seed,
         restart_elbos,
         seconds,
@@ -418,34 +411,6 @@ pub fn run(args: Args) -> Result<Report, AppError> {
             .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(report)
-}
-
-/// The device `arg` asks for. `auto` falls back to the CPU with one line on stderr saying why
-/// (printed at once, before the fit).
-pub fn pick_device(arg: DeviceArg) -> Result<Device, AppError> {
-    match arg {
-        DeviceArg::Auto => {
-            let (device, note) = elbo::runtime::cuda_or_cpu();
-            if let Some(note) = note {
-                eprintln!("{note}");
-            }
-            Ok(device)
-        }
-        DeviceArg::Cpu => Ok(Device::Cpu),
-        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
-            let why = e.to_string();
-            let hint = if cfg!(feature = "cuda") { "" } else { " (build with --features cuda)" };
-            AppError::Input(format!("--device cuda: {}{hint}", why.lines().next().unwrap_or("")))
-        }),
-    }
-}
-
-fn device_name(device: &Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(_) => "cuda:0".into(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// NaN sorts below every number (a fit whose ELBO is NaN is never kept over a finite one).

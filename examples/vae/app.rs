@@ -14,6 +14,10 @@
 //! the test ELBO (all test images, one draw each, the same draws every epoch), the KL per latent
 //! dimension and the number of active units. The pictures go to `--out`.
 
+#[path = "../common/device.rs"]
+mod device;
+pub use device::DeviceArg;
+
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -50,17 +54,6 @@ pub enum LikelihoodArg {
     Bernoulli,
     /// Gaussian with a fixed standard deviation (--gaussian-scale).
     Gaussian,
-}
-
-/// Where to train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    /// The GPU if built with `--features cuda` and one answers, else the CPU (saying why).
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// The first CUDA GPU, or an error.
-    Cuda,
 }
 
 /// A whole number ≥ 1, with a plain message otherwise.
@@ -285,34 +278,6 @@ pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
     })
 }
 
-/// The device `arg` asks for. `auto` falls back to the CPU with one line on stderr saying why
-/// (printed at once: training may take a while).
-pub fn pick_device(arg: DeviceArg) -> Result<Device, AppError> {
-    match arg {
-        DeviceArg::Auto => {
-            let (device, note) = elbo::runtime::cuda_or_cpu();
-            if let Some(note) = note {
-                eprintln!("{note}");
-            }
-            Ok(device)
-        }
-        DeviceArg::Cpu => Ok(Device::Cpu),
-        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
-            let why = e.to_string();
-            let hint = if cfg!(feature = "cuda") { "" } else { " (build with --features cuda)" };
-            AppError::Input(format!("--device cuda: {}{hint}", why.lines().next().unwrap_or("")))
-        }),
-    }
-}
-
-fn device_name(device: &Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(_) => "cuda:0".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Sets candle's thread counts before its first operation: `--threads`, else the user's
 /// RAYON_NUM_THREADS, else every core, for the matrix products (the VAE's are large: more threads
 /// help); element-wise ops stay on one thread (CANDLE_NUM_THREADS=1) unless the user set it, because
@@ -353,7 +318,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
     check_settings(&args)?;
     let threads = set_threads(args.threads);
     let mut notes = Vec::new();
-    let device = pick_device(args.device)?;
+    let device = device::pick(args.device).map_err(AppError::Input)?;
     let data = load_data(&args, &device)?;
     let (n_train, pixels) = data.train.dims2()?;
     let n_test = data.test.dim(0)?;
@@ -392,7 +357,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
             n_train,
             args.data.display(),
             threads.map_or("?".into(), |t| t.to_string()),
-            device_name(&device),
+            device::name(&device),
         );
     }
     let initial_test_elbo = vae.evaluate(&data.test, EVAL_CHUNK, args.seed)?.elbo;
@@ -494,7 +459,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         train_n: n_train,
         test_n: n_test,
         pixels,
-        device: device_name(&device),
+        device: device::name(&device),
         threads,
         hidden: args.hidden,
         latent: args.latent,
