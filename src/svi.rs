@@ -84,7 +84,8 @@ pub struct Advi<F: Family> {
 }
 
 impl<F: Family> Advi<F> {
-    /// Settings for fitting `family` with the defaults: 1 draw per step, 5,000 steps, seed 0,
+    /// Settings for fitting `family` with the defaults: 1 draw per step, at most 10,000 steps with
+    /// the stationary stopping rule ([`Advi::stop`]), seed 0,
     /// Adam with η = 0.01 and a constant rate, the entropy estimator, F32 on the CPU, initial
     /// location 0 and scale 0.1 with a log link, 1,000 fresh draws for the final ELBO and the PSIS
     /// diagnostics, and failure after 20 non-finite steps in a row.
@@ -122,7 +123,8 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// The number of optimisation steps.
+    /// The most optimisation steps (every one of them with [`StopRule::MaxSteps`] or a decaying
+    /// schedule; the default rule usually stops sooner).
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = steps;
         self
