@@ -600,6 +600,11 @@ fn fit_one<F: Family>(
             }
         }
     }
+    if let (Some(bar), Some(length)) = (bar, bar.and_then(|b| b.length())) {
+        // the rule stopped early: the steps it did not need leave the bar's total
+        bar.set_length(length - (args.steps - state.iteration()) as u64);
+        bar.set_position(done_before + state.iteration() as u64);
+    }
     let fit = advi.run(state, gmm)?;
     let (k, d) = (gmm.k(), gmm.d());
     let summary = fit.summary();
