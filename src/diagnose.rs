@@ -27,6 +27,11 @@ pub struct Psis {
     pub tail_len: usize,
 }
 
+/// The spread of the largest log ratios below which they count as equal: the tail's weights
+/// then differ by less than 0.01 %. An exact q computed in f32 gives log ratios of a few hundred
+/// nats that agree to about 1e-5 (f32 rounding), which a Pareto fit would read as a heavy tail.
+const FLAT_TAIL: f64 = 1e-4;
+
 /// Pareto-smooths the log importance ratios `log_ratios` (at least 2 draws; values must not be NaN
 /// or +∞, −∞ is a zero weight).
 pub fn psis(log_ratios: &[f64]) -> Psis {
@@ -43,9 +48,11 @@ pub fn psis(log_ratios: &[f64]) -> Psis {
     let tail_ids = &order[s - tail_len..];
     let cutoff = lw[order[s - tail_len - 1]];
     let (lo, hi) = (lw[tail_ids[0]], lw[tail_ids[tail_len - 1]]);
-    // The largest ratios all equal: the weights are bounded, the best case (k̂ = −∞).
-    let mut k_hat = if hi - lo <= f64::EPSILON / 100.0 { f64::NEG_INFINITY } else { f64::INFINITY };
-    if hi - lo > f64::EPSILON / 100.0 && cutoff.is_finite() {
+    // The largest ratios all equal (up to f32 rounding): the weights are bounded, the best case
+    // (k̂ = −∞). A Pareto fit to rounding noise would say anything.
+    let flat = hi - lo <= FLAT_TAIL;
+    let mut k_hat = if flat { f64::NEG_INFINITY } else { f64::INFINITY };
+    if !flat && cutoff.is_finite() {
         let exp_cutoff = cutoff.exp();
         let exceedances: Vec<f64> = tail_ids.iter().map(|&i| lw[i].exp() - exp_cutoff).collect();
         let (k, sigma) = gpd_fit(&exceedances);
@@ -195,6 +202,17 @@ mod tests {
         assert_eq!(d.verdict(), Verdict::Good);
         assert!((d.log_evidence + 3.5).abs() < 1e-12);
         assert!(d.log_evidence_se.abs() < 1e-12);
+    }
+
+    #[test]
+    fn ratios_equal_up_to_f32_rounding_are_good() {
+        // log p − log q ≈ −322.43 for an exact q, each computed in f32: spread of a few 1e-5
+        let r: Vec<f64> = (0..1_000).map(|i| (-322.43f32 + ((i * 7919) % 13) as f32 * 4e-6).into()).collect();
+        assert!(r.iter().any(|&x| x != r[0]), "the test needs rounding noise");
+        assert_eq!(psis(&r).k_hat, f64::NEG_INFINITY);
+        // a real tail is still seen: the same ratios plus a spread of 0.5 nats
+        let spread: Vec<f64> = r.iter().enumerate().map(|(i, x)| x + 0.5 * (i as f64 / 1_000.0)).collect();
+        assert!(psis(&spread).k_hat.is_finite());
     }
 
     #[test]
