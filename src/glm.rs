@@ -1,0 +1,285 @@
+//! Fused log-likelihoods of generalised linear models, with the gradient for the coefficients only.
+//!
+//! ```text
+//! z = (w_1, …, w_D, b)   one row per draw, z: [S, D + 1]
+//! η_si = Σ_d X_id w_sd + b_s                         (X: [N, D], y: [N], data)
+//! Bernoulli-logit:   log p(y | η_s) = Σ_i [y_i η_si − softplus(η_si)]          → [S]
+//! ∂/∂w_s = Xᵀ r_s,   ∂/∂b_s = Σ_i r_si,   r_si = y_i − σ(η_si)
+//! ```
+//!
+//! softplus(η) = max(η, 0) + ln(1 + e^(−|η|)) is finite for every finite η. On the CPU in f32 and
+//! f64 the likelihood is one custom op: a pass over Xᵀ for η, one over the N data points for the
+//! value and the residuals r (kept for the backward pass), and in the backward pass one over Xᵀ for
+//! the gradient. candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with
+//! respect to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody
+//! uses; here there is none. Sums are accumulated in f64 in both dtypes (f32 results are rounded
+//! once at the end). On every other device and dtype the likelihood is the same formula as a
+//! composition of candle ops ([`crate::special::softplus`]), differentiated by autodiff.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
+
+use crate::special::softplus;
+use crate::{Error, Result};
+
+/// The response distribution and link of a [`GlmLikelihood`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Glm {
+    /// y ∈ {0, 1} (or [0, 1]) with P(y = 1) = σ(η): log p = y η − softplus(η).
+    BernoulliLogit,
+}
+
+/// The design matrix and response of a GLM, and its log-likelihood as a function of the
+/// coefficients z = (w, b) (formulas in the module doc).
+///
+/// ```
+/// use elbo::glm::GlmLikelihood;
+/// use candle_core::{Device, Tensor};
+///
+/// // one point x = 0, y = 1: log p = log σ(b)
+/// let x = Tensor::new(&[[0.0f64]], &Device::Cpu)?;
+/// let y = Tensor::new(&[1.0f64], &Device::Cpu)?;
+/// let lik = GlmLikelihood::bernoulli_logit(&x, &y)?;
+/// let z = Tensor::new(&[[0.7f64, 0.0]], &Device::Cpu)?; // w = 0.7, b = 0
+/// let lp = lik.log_likelihood(&z)?.to_vec1::<f64>()?[0];
+/// assert!((lp - 0.5f64.ln()).abs() < 1e-15);
+/// # Ok::<(), elbo::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct GlmLikelihood {
+    glm: Glm,
+    /// Xᵀ, contiguous: [D, N].
+    x_t: Tensor,
+    y: Tensor,
+    /// Xᵀ and y on the host, for the fused op (CPU f32/f64 data only).
+    host: Option<Arc<HostData>>,
+}
+
+/// Xᵀ (row-major [D, N]) and y, in the data's dtype.
+#[derive(Debug)]
+enum HostData {
+    F32 { x_t: Vec<f32>, y: Vec<f32> },
+    F64 { x_t: Vec<f64>, y: Vec<f64> },
+}
+
+impl GlmLikelihood {
+    /// The Bernoulli-logit likelihood for design `x` `[N, D]` and responses `y` `[N]` (in {0, 1},
+    /// or in [0, 1]); both of one float dtype, on one device.
+    pub fn bernoulli_logit(x: &Tensor, y: &Tensor) -> Result<Self> {
+        Self::new(Glm::BernoulliLogit, x, y)
+    }
+
+    /// The likelihood of `glm` for design `x` `[N, D]` and responses `y` `[N]`.
+    pub fn new(glm: Glm, x: &Tensor, y: &Tensor) -> Result<Self> {
+        let (n, d) = x.dims2().map_err(|_| Error::ModelOutput {
+            problem: format!("GLM: the design matrix X must be 2-D [N, D]; it has shape {:?}", x.dims()),
+        })?;
+        if n == 0 || d == 0 {
+            return Err(Error::EmptyData {
+                what: format!("GLM: X has shape [{n}, {d}]; it needs at least one row and one column"),
+            });
+        }
+        if y.dims() != [n] {
+            return Err(Error::DimensionMismatch {
+                what: format!("GLM: y (shape {:?})", y.dims()),
+                expected: n,
+                got: y.elem_count(),
+            });
+        }
+        if x.dtype() != y.dtype() || !x.dtype().is_float() {
+            return Err(Error::config(
+                "dtype",
+                format!("X {:?}, y {:?}", x.dtype(), y.dtype()),
+                "X and y must share one float dtype",
+            ));
+        }
+        if !x.device().same_device(y.device()) {
+            return Err(Error::config(
+                "device",
+                format!("{:?} and {:?}", x.device(), y.device()),
+                "X and y must be on one device",
+            ));
+        }
+        let x_t = x.detach().t()?.contiguous()?;
+        let y = y.detach().contiguous()?;
+        let host = match (x.device(), x.dtype()) {
+            (Device::Cpu, DType::F64) => Some(HostData::F64 { x_t: x_t.flatten_all()?.to_vec1()?, y: y.to_vec1()? }),
+            (Device::Cpu, DType::F32) => Some(HostData::F32 { x_t: x_t.flatten_all()?.to_vec1()?, y: y.to_vec1()? }),
+            _ => None,
+        };
+        Ok(GlmLikelihood { glm, x_t, y, host: host.map(Arc::new) })
+    }
+
+    /// The response distribution and link.
+    pub fn glm(&self) -> Glm {
+        self.glm
+    }
+
+    /// The number of coefficients, D + 1 (the weights, then the intercept).
+    pub fn dim(&self) -> usize {
+        self.x_t.dims()[0] + 1
+    }
+
+    /// log p(y | X w_s + b_s) for each row z_s = (w_s, b_s) of `z` `[S, D + 1]`, giving `[S]`.
+    ///
+    /// Differentiable with respect to `z` (never X or y). On the CPU, with `z` of the data's dtype
+    /// (f32 or f64), one fused op; otherwise a composition of candle ops (module doc).
+    pub fn log_likelihood(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, k) = z.dims2().map_err(|_| {
+            candle_core::Error::Msg(format!("GLM log-likelihood: z must be [S, D + 1]; it has shape {:?}", z.dims()))
+        })?;
+        if k != self.dim() {
+            bail!("GLM log-likelihood: z has {k} columns; the design has D + 1 = {}", self.dim());
+        }
+        if z.dtype() != self.y.dtype() {
+            bail!("GLM log-likelihood: z is {:?}, the data {:?}", z.dtype(), self.y.dtype());
+        }
+        match (&self.host, z.device()) {
+            (Some(host), Device::Cpu) => {
+                z.contiguous()?.apply_op1(GlmOp { glm: self.glm, data: host.clone(), residuals: Mutex::new(None) })
+            }
+            _ => self.composite(z),
+        }
+    }
+
+    /// The same log-likelihood as a composition of candle ops (the path off the CPU).
+    fn composite(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let d = self.dim() - 1;
+        let w = z.narrow(1, 0, d)?;
+        let b = z.narrow(1, d, 1)?;
+        let eta = w.matmul(&self.x_t)?.broadcast_add(&b)?; // [S, N]
+        match self.glm {
+            Glm::BernoulliLogit => (eta.broadcast_mul(&self.y.unsqueeze(0)?)? - softplus(&eta)?)?.sum(D::Minus1),
+        }
+    }
+}
+
+/// The fused op on z [S, D + 1]; the residuals r [S, N] (f64) of its forward pass are kept for its
+/// backward pass (one op value per call of `log_likelihood`, so they belong to this z).
+struct GlmOp {
+    glm: Glm,
+    data: Arc<HostData>,
+    residuals: Mutex<Option<Vec<f64>>>,
+}
+
+/// η = Xᵀᵀ w + b for one draw (x_t row-major [D, N]), accumulated in f64.
+fn linear_predictor<T: WithDType>(x_t: &[T], w: &[T], b: T, n: usize) -> Vec<f64> {
+    let mut eta = vec![b.to_f64(); n];
+    for (row, &wd) in x_t.chunks_exact(n).zip(w) {
+        let wd = wd.to_f64();
+        for (e, &x) in eta.iter_mut().zip(row) {
+            *e += wd * x.to_f64();
+        }
+    }
+    eta
+}
+
+/// Σ_i a_i b_i in four f64 lanes (so that the loop vectorises).
+fn dot<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(&x, &y)| x.to_f64() * y).sum();
+    for (a4, b4) in ac.zip(bc) {
+        for i in 0..4 {
+            acc[i] += a4[i].to_f64() * b4[i];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// y η − softplus(η), and the residual y − σ(η), for the Bernoulli-logit GLM.
+#[inline]
+fn bernoulli(eta: f64, y: f64) -> (f64, f64) {
+    let t = (-eta.abs()).exp();
+    let value = y * eta - (eta.max(0.0) + t.ln_1p());
+    let sigma = if eta >= 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
+    (value, y - sigma)
+}
+
+impl GlmOp {
+    /// The log-likelihood of each draw, and the residuals of all draws ([S, N], row-major).
+    fn forward<T: WithDType>(&self, z: &[T], x_t: &[T], y: &[T]) -> (Vec<T>, Vec<f64>) {
+        let n = y.len();
+        let k = x_t.len() / n + 1;
+        let mut values = Vec::with_capacity(z.len() / k);
+        let mut residuals = Vec::with_capacity(z.len() / k * n);
+        for zs in z.chunks_exact(k) {
+            let eta = linear_predictor(x_t, &zs[..k - 1], zs[k - 1], n);
+            let mut acc = [0.0f64; 4];
+            for (i, (&e, &yi)) in eta.iter().zip(y).enumerate() {
+                let (v, r) = match self.glm {
+                    Glm::BernoulliLogit => bernoulli(e, yi.to_f64()),
+                };
+                acc[i % 4] += v;
+                residuals.push(r);
+            }
+            values.push(T::from_f64((acc[0] + acc[1]) + (acc[2] + acc[3])));
+        }
+        (values, residuals)
+    }
+
+    /// g_s (Xᵀ r_s, Σ_i r_si) for each draw s: [S, D + 1], row-major.
+    fn gradient<T: WithDType>(x_t: &[T], n: usize, residuals: &[f64], g: &[f64]) -> Vec<T> {
+        let mut out = Vec::with_capacity(g.len() * (x_t.len() / n + 1));
+        for (r, &gs) in residuals.chunks_exact(n).zip(g) {
+            out.extend(x_t.chunks_exact(n).map(|row| T::from_f64(gs * dot(row, r))));
+            let mut acc = [0.0f64; 4];
+            for (i, &ri) in r.iter().enumerate() {
+                acc[i % 4] += ri;
+            }
+            out.push(T::from_f64(gs * ((acc[0] + acc[1]) + (acc[2] + acc[3]))));
+        }
+        out
+    }
+}
+
+impl CustomOp1 for GlmOp {
+    fn name(&self) -> &'static str {
+        match self.glm {
+            Glm::BernoulliLogit => "glm_bernoulli_logit",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (s, _) = layout.shape().dims2()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("{}: expects a contiguous z", self.name());
+        };
+        let (out, residuals) = match (storage, &*self.data) {
+            (CpuStorage::F64(z), HostData::F64 { x_t, y }) => {
+                let (v, r) = self.forward(&z[start..end], x_t, y);
+                (CpuStorage::F64(v), r)
+            }
+            (CpuStorage::F32(z), HostData::F32 { x_t, y }) => {
+                let (v, r) = self.forward(&z[start..end], x_t, y);
+                (CpuStorage::F32(v), r)
+            }
+            (other, _) => bail!("{}: z of dtype {:?} does not match the data's", self.name(), other.dtype()),
+        };
+        *self.residuals.lock().map_err(|_| candle_core::Error::Msg("GLM residuals: poisoned lock".into()))? =
+            Some(residuals);
+        Ok((out, Shape::from(s)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let guard =
+            self.residuals.lock().map_err(|_| candle_core::Error::Msg("GLM residuals: poisoned lock".into()))?;
+        let Some(residuals) = guard.as_ref() else {
+            bail!("{}: backward before forward", self.name());
+        };
+        let g: Vec<f64> = grad.to_dtype(DType::F64)?.to_vec1()?;
+        let shape = arg.shape().clone();
+        let grad_z = match &*self.data {
+            HostData::F64 { x_t, y } => {
+                Tensor::from_vec(Self::gradient(x_t, y.len(), residuals, &g), shape, arg.device())?
+            }
+            HostData::F32 { x_t, y } => {
+                Tensor::from_vec(Self::gradient(x_t, y.len(), residuals, &g), shape, arg.device())?
+            }
+        };
+        Ok(Some(grad_z))
+    }
+}
