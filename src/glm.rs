@@ -9,13 +9,16 @@
 //!
 //! softplus(η) = max(η, 0) + ln(1 + e^(−|η|)) is finite for every finite η. On the CPU in f32 and
 //! f64 the likelihood is one custom op that reads Xᵀ once, in blocks of 256 points (which stay in
-//! cache for all S draws): per block η, the value and r, then Xᵀ r. The gradient is computed in the
-//! forward pass and kept for the backward pass, which only scales it by the incoming gradient. candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with
-//! respect to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody
-//! uses; here there is none. e^(−|η|) and ln(1 + t) are branch-free polynomials (accurate to a
-//! few ulps in f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64 in both dtypes (f32 results are rounded
-//! once at the end). On every other device and dtype the likelihood is the same formula as a
-//! composition of candle ops ([`crate::special::softplus`]), differentiated by autodiff.
+//! cache for all S draws): per block η, the value and r, then Xᵀ r. The gradient is computed in
+//! the forward pass and kept for the backward pass, which only scales it by the incoming gradient
+//! (so a forward pass without a backward one does the gradient's work for nothing). candle's
+//! autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect to the design
+//! matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses; here there is
+//! none. e^(−|η|) and ln(1 + t) are branch-free polynomials (accurate to a few ulps in f64) so that
+//! the pass over the data points runs in AVX2 registers. Sums are accumulated in f64 in both dtypes
+//! (f32 results are rounded once at the end). On every other device and dtype the likelihood is
+//! the same formula as a composition of candle ops ([`crate::special::softplus`]), differentiated
+//! by autodiff.
 
 use std::sync::{Arc, Mutex};
 
