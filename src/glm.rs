@@ -232,7 +232,7 @@ const INV_ODD: [f64; 17] = [
 /// instead of a subnormal.
 #[inline(always)]
 fn exp_nonpositive(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 · 2⁵²: adding and subtracting it rounds
     let x = x.clamp(-708.0, 0.0);
