@@ -134,3 +134,27 @@ fn bad_inputs_are_errors() {
     let none = Tensor::zeros(0, DType::F64, &Device::Cpu).unwrap();
     assert!(GlmLikelihood::bernoulli_logit(&empty, &none).is_err());
 }
+
+/// `LogisticRegression` (the fused op) and the composition as a model follow the same ADVI path:
+/// same seed, same draws, so the fitted means agree to rounding after 300 steps.
+#[test]
+fn logistic_regression_fits_like_the_composition() {
+    use elbo::prelude::*;
+    use elbo::special::HALF_LN_2PI;
+    let (x, y, _) = tensors(DType::F64);
+    let fused = elbo_models::LogisticRegression::new(&x, &y).unwrap();
+    let composite = from_fn(DIM + 1, move |z: &Tensor| {
+        let prior = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - (DIM + 1) as f64 * HALF_LN_2PI)?;
+        prior + composite(&x, &y, z)?
+    });
+    let advi = Advi::new(FullRank).dtype(DType::F64).samples(2).lr(0.02).steps(300).stop(StopRule::MaxSteps).seed(7);
+    let (a, b) = (advi.fit(&fused).unwrap(), advi.fit(&composite).unwrap());
+    let (ma, mb) = (a.mean().unwrap().to_vec1::<f64>().unwrap(), b.mean().unwrap().to_vec1::<f64>().unwrap());
+    for (p, q) in ma.iter().zip(&mb) {
+        assert!((p - q).abs() <= 1e-9 * q.abs().max(1.0), "fitted means: fused {p}, composite {q}");
+    }
+    assert!((a.elbo() - b.elbo()).abs() <= 1e-9 * b.elbo().abs(), "ELBO {} vs {}", a.elbo(), b.elbo());
+    // and the fit ran and moved away from the initial mean 0
+    assert_eq!(a.iterations(), 300);
+    assert!(ma.iter().any(|m| m.abs() > 1e-3), "{ma:?}");
+}
