@@ -39,6 +39,7 @@ pub mod dist;
 pub mod error;
 pub mod family;
 pub mod fit;
+pub mod glm;
 pub mod latent;
 pub mod linalg;
 pub mod map;

@@ -5,10 +5,13 @@
 //! log p(y | η) = Σ_i [y_i η_i − softplus(η_i)]
 //! ```
 //!
-//! The latent vector is z = (w_1, …, w_D, b), length D + 1.
+//! The latent vector is z = (w_1, …, w_D, b), length D + 1. The likelihood is
+//! [`elbo::glm::GlmLikelihood`]'s fused Bernoulli-logit op on the CPU (its backward computes the
+//! gradient for z only, never for X).
 
 use candle_core::{Tensor, D};
-use elbo::special::{softplus, HALF_LN_2PI};
+use elbo::glm::GlmLikelihood;
+use elbo::special::HALF_LN_2PI;
 use elbo::{LogJoint, Result};
 
 use crate::data::check_design;
@@ -32,8 +35,7 @@ use crate::data::check_design;
 /// ```
 #[derive(Clone, Debug)]
 pub struct LogisticRegression {
-    x_t: Tensor,
-    y: Tensor,
+    likelihood: GlmLikelihood,
 }
 
 impl LogisticRegression {
@@ -41,22 +43,18 @@ impl LogisticRegression {
     pub fn new(x: &Tensor, y: &Tensor) -> Result<Self> {
         elbo::runtime::default_threads(); // before the first large op sizes candle's thread pool
         check_design("LogisticRegression", x, y)?;
-        Ok(LogisticRegression { x_t: x.t()?.contiguous()?, y: y.clone() })
+        Ok(LogisticRegression { likelihood: GlmLikelihood::bernoulli_logit(x, y)? })
     }
 }
 
 impl LogJoint for LogisticRegression {
     fn dim(&self) -> usize {
-        self.x_t.dim(0).map(|d| d + 1).unwrap_or(0)
+        self.likelihood.dim()
     }
 
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        let d = self.x_t.dim(0)?;
-        let w = z.narrow(1, 0, d)?;
-        let b = z.narrow(1, d, 1)?;
-        let eta = w.matmul(&self.x_t)?.broadcast_add(&b)?; // [S, N]
-        let log_lik = (eta.broadcast_mul(&self.y.unsqueeze(0)?)? - softplus(&eta)?)?.sum(D::Minus1)?;
-        let log_prior = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - (d + 1) as f64 * HALF_LN_2PI)?;
+        let log_lik = self.likelihood.log_likelihood(z)?;
+        let log_prior = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - self.dim() as f64 * HALF_LN_2PI)?;
         log_prior + log_lik
     }
 }
