@@ -69,6 +69,34 @@ enum HostData {
     F64 { x_t: Vec<f64>, y: Vec<f64> },
 }
 
+/// Checks a design matrix `x` `[N, D]` and responses `y` `[N]` for `model` (named in the errors):
+/// N, D ≥ 1 and one float dtype for both; returns (N, D).
+pub fn check_design(model: &str, x: &Tensor, y: &Tensor) -> Result<(usize, usize)> {
+    let (n, d) = x.dims2().map_err(|_| Error::ModelOutput {
+        problem: format!("{model}: the design matrix X must be 2-D [N, D]; it has shape {:?}", x.dims()),
+    })?;
+    if n == 0 || d == 0 {
+        return Err(Error::EmptyData {
+            what: format!("{model}: X has shape [{n}, {d}]; it needs at least one row and one column"),
+        });
+    }
+    if y.dims() != [n] {
+        return Err(Error::DimensionMismatch {
+            what: format!("{model}: y (shape {:?})", y.dims()),
+            expected: n,
+            got: y.elem_count(),
+        });
+    }
+    if x.dtype() != y.dtype() || !x.dtype().is_float() {
+        return Err(Error::config(
+            "dtype",
+            format!("X {:?}, y {:?}", x.dtype(), y.dtype()),
+            "X and y must share one float dtype",
+        ));
+    }
+    Ok((n, d))
+}
+
 impl GlmLikelihood {
     /// The Bernoulli-logit likelihood for design `x` `[N, D]` and responses `y` `[N]` (in {0, 1},
     /// or in [0, 1]); both of one float dtype, on one device.
@@ -78,28 +106,7 @@ impl GlmLikelihood {
 
     /// The likelihood of `glm` for design `x` `[N, D]` and responses `y` `[N]`.
     pub fn new(glm: Glm, x: &Tensor, y: &Tensor) -> Result<Self> {
-        let (n, d) = x.dims2().map_err(|_| Error::ModelOutput {
-            problem: format!("GLM: the design matrix X must be 2-D [N, D]; it has shape {:?}", x.dims()),
-        })?;
-        if n == 0 || d == 0 {
-            return Err(Error::EmptyData {
-                what: format!("GLM: X has shape [{n}, {d}]; it needs at least one row and one column"),
-            });
-        }
-        if y.dims() != [n] {
-            return Err(Error::DimensionMismatch {
-                what: format!("GLM: y (shape {:?})", y.dims()),
-                expected: n,
-                got: y.elem_count(),
-            });
-        }
-        if x.dtype() != y.dtype() || !x.dtype().is_float() {
-            return Err(Error::config(
-                "dtype",
-                format!("X {:?}, y {:?}", x.dtype(), y.dtype()),
-                "X and y must share one float dtype",
-            ));
-        }
+        check_design("GLM", x, y)?;
         if !x.device().same_device(y.device()) {
             return Err(Error::config(
                 "device",
