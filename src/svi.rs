@@ -22,7 +22,7 @@ use crate::adapt::LrSearch;
 use crate::diagnose::Diagnostics;
 use crate::family::{Family, Init, ScaleLink, VariationalFamily};
 use crate::fit::{Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
-use crate::latent::Latents;
+use crate::latent::{Latents, Start};
 use crate::linalg::to_f64_vec;
 use crate::map::Map;
 use crate::model::LogJoint;
@@ -67,8 +67,7 @@ pub struct Advi<F: Family> {
     estimator: Estimator,
     dtype: DType,
     device: Device,
-    init_loc: Option<Vec<f64>>,
-    init_values: Vec<(String, Vec<f64>)>,
+    start: Start,
     init_map: Option<Map>,
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
@@ -100,8 +99,7 @@ impl<F: Family> Advi<F> {
             estimator: Estimator::Entropy,
             dtype: DType::F32,
             device: Device::Cpu,
-            init_loc: None,
-            init_values: Vec::new(),
+            start: Start::default(),
             init_map: None,
             batch: None,
             clip_grad_norm: None,
@@ -175,7 +173,7 @@ impl<F: Family> Advi<F> {
 
     /// The initial mean of q (length D); default zero.
     pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
-        self.init_loc = Some(loc);
+        self.start.loc = Some(loc);
         self
     }
 
@@ -185,8 +183,7 @@ impl<F: Family> Advi<F> {
     /// name, a wrong count, or a value outside the latent's support. A plain [`LogJoint`] has one
     /// real block called `z`.
     pub fn init_value(mut self, name: &str, values: impl AsRef<[f64]>) -> Self {
-        self.init_values.retain(|(n, _)| n != name);
-        self.init_values.push((name.to_string(), values.as_ref().to_vec()));
+        self.start.value(name, values.as_ref());
         self
     }
 
@@ -343,15 +340,7 @@ impl<F: Family> Advi<F> {
     /// Validates the settings and the model and makes the initial state.
     pub fn init<M: LogJoint + ?Sized>(&self, model: &M) -> Result<SviState<F::Q>> {
         self.validate()?;
-        let d = model.dim();
-        let loc = match &self.init_loc {
-            Some(loc) if loc.len() != d => {
-                return Err(Error::DimensionMismatch { what: "init_loc".into(), expected: d, got: loc.len() })
-            }
-            Some(loc) => loc.clone(),
-            None => vec![0.0; d],
-        };
-        let mut loc = self.apply_init_values(loc, model)?;
+        let mut loc = self.start.point(model)?;
         if let Some(map) = &self.init_map {
             loc = map.as_start(self.dtype, &self.device).init_loc(loc).fit(model)?.loc().to_vec();
         }
@@ -653,21 +642,6 @@ impl<F: Family> Advi<F> {
             return Err(Error::config("batch", b, format!("N = {n} data points exceed the u32 row index")));
         }
         Ok(Some(Noise::new(self.seed, Stream::Batches)))
-    }
-
-    /// Overwrites the blocks given by `init_value` in the unconstrained initial location.
-    fn apply_init_values<M: LogJoint + ?Sized>(&self, mut loc: Vec<f64>, model: &M) -> Result<Vec<f64>> {
-        if self.init_values.is_empty() {
-            return Ok(loc);
-        }
-        let latents = latents_of(model);
-        latents.validate()?;
-        for (name, values) in &self.init_values {
-            let u = latents.unconstrain(name, values)?;
-            let block = latents.block(name)?;
-            loc[block.offset()..block.offset() + block.unconstrained_len()].copy_from_slice(&u);
-        }
-        Ok(loc)
     }
 
     fn validate(&self) -> Result<()> {

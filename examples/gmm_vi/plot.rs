@@ -10,18 +10,18 @@
 //! Text uses DejaVu Sans, registered at run time from [`FONT`]; without it the plots are drawn
 //! with no text at all.
 
+#[path = "../common/font.rs"]
+mod font;
+pub use font::{register_font, FONT};
+
 use std::error::Error;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::Mixture;
-
-/// The font file of every text in the plots.
-pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Tableau 10, a palette designed for categories (distinct in hue, similar in weight).
 const PALETTE: [RGBColor; 10] = [
@@ -44,17 +44,6 @@ type PlotResult = Result<(), Box<dyn Error>>;
 /// Colour of component k.
 pub fn colour(k: usize) -> RGBColor {
     PALETTE[k % PALETTE.len()]
-}
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process); false if the file is
-/// missing or unreadable, and then the plots must be drawn without text.
-pub fn register_font() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    *REGISTERED.get_or_init(|| {
-        let Ok(bytes) = std::fs::read(FONT) else { return false };
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-    })
 }
 
 /// What the cluster plot shows.

@@ -8,15 +8,15 @@
 //! Text uses DejaVu Sans, registered at run time from [`FONT`]; without it the pictures are drawn
 //! with no text at all.
 
+#[path = "../common/font.rs"]
+mod font;
+pub use font::{register_font, FONT};
+
 use std::error::Error;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-
-/// The font file of every text in the pictures.
-pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 const INK: RGBColor = RGBColor(0x22, 0x22, 0x22);
 const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
@@ -24,17 +24,6 @@ const TRAIN: RGBColor = RGBColor(0x4e, 0x79, 0xa7);
 const TEST: RGBColor = RGBColor(0xe1, 0x57, 0x59);
 
 type PlotResult = Result<(), Box<dyn Error>>;
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process); false if the file is
-/// missing or unreadable, and then the pictures must be drawn without text.
-pub fn register_font() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    *REGISTERED.get_or_init(|| {
-        let Ok(bytes) = std::fs::read(FONT) else { return false };
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-    })
-}
 
 /// Images (each `h · w` values in [0, 1], row-major) in a grid of `cols` columns, every image pixel
 /// drawn as a `SCALE`×`SCALE` square, under a title band.

@@ -14,6 +14,8 @@
 
 mod bijector;
 mod layout;
+mod start;
 
 pub use bijector::Bijector;
 pub use layout::{Block, BlockShape, FnModel, Latents, Values};
+pub(crate) use start::Start;
