@@ -1,8 +1,10 @@
 //! One ADVI step (f64, Adam) for D ∈ {10, 100, 1000} × S ∈ {1, 16} × {MeanField, FullRank} on an
-//! isotropic Gaussian target log p(z) = −½ ‖z‖², so the family's own cost dominates.
+//! isotropic Gaussian target log p(z) = −½ ‖z‖², so the family's own cost dominates; each with
+//! the family's gradient in closed form (the default) and by autodiff (`/autodiff`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use elbo::prelude::*;
+use elbo::FamilyGradient;
 
 // glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
 // benches/README.md), mimalloc is not.
@@ -17,9 +19,16 @@ fn bench<F: Family>(
     s: usize,
 ) {
     let model = elbo::from_fn(d, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
-    let advi = Advi::new(family).stop(StopRule::MaxSteps).dtype(DType::F64).samples(s).steps(usize::MAX);
-    let mut state = advi.init(&model).unwrap();
-    g.bench_function(format!("{name}/D{d}/S{s}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+    for (how, suffix) in [(FamilyGradient::ClosedForm, ""), (FamilyGradient::Autodiff, "/autodiff")] {
+        let advi = Advi::new(family.clone())
+            .stop(StopRule::MaxSteps)
+            .dtype(DType::F64)
+            .samples(s)
+            .steps(usize::MAX)
+            .family_gradient(how);
+        let mut state = advi.init(&model).unwrap();
+        g.bench_function(format!("{name}/D{d}/S{s}{suffix}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+    }
 }
 
 fn steps(c: &mut Criterion) {

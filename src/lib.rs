@@ -56,7 +56,9 @@ pub mod svi;
 
 pub use adapt::LrSearch;
 pub use error::{Error, Result};
-pub use family::{Family, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily};
+pub use family::{
+    Family, FamilyGradient, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily,
+};
 pub use fit::{Averaged, Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};

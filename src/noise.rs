@@ -56,6 +56,17 @@ impl Noise {
         };
         Ok(t)
     }
+
+    /// The same draws as [`Noise::standard_normal`], as host values (row-major `[rows, cols]`),
+    /// each exactly representable in `dtype`.
+    pub fn standard_normal_host(&mut self, rows: usize, cols: usize, dtype: DType) -> Result<Vec<f64>> {
+        let draws = (0..rows * cols).map(|_| self.rng.sample::<f64, _>(StandardNormal));
+        match dtype {
+            DType::F64 => Ok(draws.collect()),
+            DType::F32 => Ok(draws.map(|x| x as f32 as f64).collect()),
+            other => Err(Error::config("dtype", format!("{other:?}"), "use DType::F32 or DType::F64")),
+        }
+    }
 }
 
 impl Noise {

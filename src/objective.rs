@@ -47,10 +47,7 @@ impl Estimator {
         M: LogJoint + ?Sized,
     {
         let z = q.rsample(eps)?;
-        let log_joint = match rows {
-            None => evaluate(model, &z)?,
-            Some(rows) => evaluate(&Minibatch { model, rows }, &z)?,
-        };
+        let log_joint = evaluate_rows(model, &z, rows)?;
         let elbo = match self {
             Estimator::Entropy => (log_joint.mean_all()? + q.entropy()?)?,
             Estimator::StickingTheLanding => (&log_joint - q.log_prob(&z)?)?.mean_all()?,
@@ -72,6 +69,14 @@ impl<M: LogJoint + ?Sized> LogJoint for Minibatch<'_, M> {
     }
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
         self.model.log_joint_minibatch(z, self.rows)
+    }
+}
+
+/// [`evaluate`] on all the data, or with `rows` on the model's minibatch estimate.
+pub(crate) fn evaluate_rows<M: LogJoint + ?Sized>(model: &M, z: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+    match rows {
+        None => evaluate(model, z),
+        Some(rows) => evaluate(&Minibatch { model, rows }, z),
     }
 }
 

@@ -146,31 +146,72 @@ pub enum LocStep {
 }
 
 /// The optimiser's state: Adam's moment estimates and step count.
+///
+/// The moments live where the last step computed them: as tensors beside the parameters
+/// ([`OptimizerState::step`]) or in f64 on the host ([`OptimizerState::step_host`], the CPU path of
+/// the closed-form family gradient); a step of the other kind converts them once.
 #[derive(Debug)]
 pub struct OptimizerState {
     config: Optimizer,
     vars: Vec<Var>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    moments: Moments,
     t: i32,
+}
+
+/// A variable's values on the host, row-major.
+type HostVec = Vec<f64>;
+
+/// Adam's first and second moments, one entry per variable (empty for SGD).
+#[derive(Debug)]
+enum Moments {
+    Tensors { m: Vec<Tensor>, v: Vec<Tensor> },
+    Host { m: Vec<Vec<f64>>, v: Vec<Vec<f64>> },
 }
 
 impl OptimizerState {
     /// Fresh state for `vars`.
     pub fn new(config: Optimizer, vars: Vec<Var>) -> Result<Self> {
         config.validate()?;
-        let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
-        let (m, v) = match config {
-            Optimizer::Adam { .. } => (zeros(&vars)?, zeros(&vars)?),
-            Optimizer::Sgd { .. } => (vec![], vec![]),
+        let moments = match config {
+            Optimizer::Adam { .. } => Moments::Host {
+                m: vars.iter().map(|v| vec![0.0; v.elem_count()]).collect(),
+                v: vars.iter().map(|v| vec![0.0; v.elem_count()]).collect(),
+            },
+            Optimizer::Sgd { .. } => Moments::Host { m: vec![], v: vec![] },
         };
-        Ok(OptimizerState { config, vars, m, v, t: 0 })
+        Ok(OptimizerState { config, vars, moments, t: 0 })
     }
 
     /// One descent step on the loss whose gradients are `grads`, with learning rate `lr`.
     /// A variable without a gradient is left as it is.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.step_scaled(grads, lr, None)
+    }
+
+    /// The moments as tensors (converted from the host once, if a host step ran before).
+    fn tensor_moments(&mut self) -> Result<(&mut [Tensor], &mut [Tensor])> {
+        if let Moments::Host { m, v } = &self.moments {
+            let to_tensors = |host: &[Vec<f64>]| -> Result<Vec<Tensor>> {
+                host.iter().zip(&self.vars).map(|(h, var)| host_tensor(h.clone(), var)).collect()
+            };
+            self.moments = Moments::Tensors { m: to_tensors(m)?, v: to_tensors(v)? };
+        }
+        match &mut self.moments {
+            Moments::Tensors { m, v } => Ok((m, v)),
+            Moments::Host { .. } => unreachable!("converted above"),
+        }
+    }
+
+    /// The moments on the host (converted from tensors once, if a tensor step ran before).
+    fn host_moments(&mut self) -> Result<(&mut [HostVec], &mut [HostVec])> {
+        if let Moments::Tensors { m, v } = &self.moments {
+            let to_host = |t: &[Tensor]| t.iter().map(crate::linalg::to_f64_vec).collect::<Result<Vec<_>>>();
+            self.moments = Moments::Host { m: to_host(m)?, v: to_host(v)? };
+        }
+        match &mut self.moments {
+            Moments::Host { m, v } => Ok((m, v)),
+            Moments::Tensors { .. } => unreachable!("converted above"),
+        }
     }
 
     /// [`OptimizerState::step`] with the update of variable `i` multiplied element-wise by a
@@ -192,12 +233,10 @@ impl OptimizerState {
                 }
             }
             Optimizer::Adam { beta1, beta2, eps, .. } => {
-                let c1 = 1.0 - beta1.powi(self.t);
-                let c2 = 1.0 - beta2.powi(self.t);
-                // λ −= η m̂ / (√v̂ + ε)  ⇔  λ −= (η √c2 / c1) · m / (√v + ε √c2)
-                let step_size = lr * c2.sqrt() / c1;
-                let eps_hat = eps * c2.sqrt();
-                for (i, ((var, m), v)) in self.vars.iter().zip(&mut self.m).zip(&mut self.v).enumerate() {
+                let (step_size, eps_hat) = adam_factors(lr, beta1, beta2, eps, self.t);
+                let vars = self.vars.clone();
+                let (ms, vs) = self.tensor_moments()?;
+                for (i, ((var, m), v)) in vars.iter().zip(ms).zip(vs).enumerate() {
                     let Some(g) = grads.get(var.as_tensor()) else { continue };
                     // Gradients carry graph history; the moments must not, or every step would
                     // chain onto the last (a leak, and a stack overflow when the chain is dropped).
@@ -213,10 +252,77 @@ impl OptimizerState {
         Ok(())
     }
 
+    /// The same step on the host, in f64: `values` are the variables' current values and `grads`
+    /// the loss's gradients (one vector per variable, row-major), `scale` as in
+    /// [`OptimizerState::step_scaled`]. The new values are written to the variables. Moments that
+    /// fall below f64's normal range are flushed to zero (subnormal arithmetic is slow).
+    pub fn step_host(
+        &mut self,
+        mut values: Vec<Vec<f64>>,
+        grads: &[Vec<f64>],
+        lr: f64,
+        scale: Option<(usize, &[f64])>,
+    ) -> Result<()> {
+        if values.len() != self.vars.len() || grads.len() != self.vars.len() {
+            return Err(Error::config(
+                "grads",
+                grads.len(),
+                format!("expected one per variable ({})", self.vars.len()),
+            ));
+        }
+        self.t += 1;
+        let factor = |i: usize| match scale {
+            Some((j, s)) if j == i => Some(s),
+            _ => None,
+        };
+        match self.config {
+            Optimizer::Sgd { .. } => {
+                for (i, (x, g)) in values.iter_mut().zip(grads).enumerate() {
+                    match factor(i) {
+                        None => x.iter_mut().zip(g).for_each(|(x, g)| *x -= g * lr),
+                        Some(f) => x.iter_mut().zip(g).zip(f).for_each(|((x, g), f)| *x -= g * lr * f),
+                    }
+                }
+            }
+            Optimizer::Adam { beta1, beta2, eps, .. } => {
+                let (step_size, eps_hat) = adam_factors(lr, beta1, beta2, eps, self.t);
+                let (ms, vs) = self.host_moments()?;
+                for (i, (((x, g), m), v)) in values.iter_mut().zip(grads).zip(ms).zip(vs).enumerate() {
+                    // One pass for the moments, one for the update: both loops vectorise.
+                    for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
+                        let mk = *m * beta1 + g * (1.0 - beta1);
+                        let vk = *v * beta2 + g * g * (1.0 - beta2);
+                        *m = if mk.abs() < f64::MIN_POSITIVE { 0.0 } else { mk };
+                        *v = if vk < f64::MIN_POSITIVE { 0.0 } else { vk };
+                    }
+                    let update = |m: f64, v: f64| m * step_size / (v.sqrt() + eps_hat);
+                    match factor(i) {
+                        None => x.iter_mut().zip(m.iter()).zip(v.iter()).for_each(|((x, &m), &v)| *x -= update(m, v)),
+                        Some(f) => x
+                            .iter_mut()
+                            .zip(m.iter())
+                            .zip(v.iter())
+                            .zip(f)
+                            .for_each(|(((x, &m), &v), f)| *x -= update(m, v) * f),
+                    }
+                }
+            }
+        }
+        for (var, x) in self.vars.iter().zip(values) {
+            var.set(&host_tensor(x, var)?)?;
+        }
+        Ok(())
+    }
+
     /// Forgets Adam's moments and step count (after q's parameters were moved back).
     pub fn reset(&mut self) -> Result<()> {
-        for m in self.m.iter_mut().chain(self.v.iter_mut()) {
-            *m = m.zeros_like()?;
+        match &mut self.moments {
+            Moments::Tensors { m, v } => {
+                for m in m.iter_mut().chain(v.iter_mut()) {
+                    *m = m.zeros_like()?;
+                }
+            }
+            Moments::Host { m, v } => m.iter_mut().chain(v.iter_mut()).for_each(|m| m.fill(0.0)),
         }
         self.t = 0;
         Ok(())
@@ -226,6 +332,21 @@ impl OptimizerState {
     pub fn steps_taken(&self) -> usize {
         self.t as usize
     }
+}
+
+/// Adam's bias corrections folded into the step: λ −= η m̂ / (√v̂ + ε) ⇔ λ −= (η √c₂ / c₁) · m /
+/// (√v + ε √c₂), with c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ; returns (η √c₂ / c₁, ε √c₂).
+fn adam_factors(lr: f64, beta1: f64, beta2: f64, eps: f64, t: i32) -> (f64, f64) {
+    let c1 = 1.0 - beta1.powi(t);
+    let c2 = 1.0 - beta2.powi(t);
+    (lr * c2.sqrt() / c1, eps * c2.sqrt())
+}
+
+/// Host values as a tensor of `var`'s shape, dtype and device.
+fn host_tensor(values: Vec<f64>, var: &Var) -> Result<Tensor> {
+    Ok(Tensor::from_vec(values, var.shape(), &candle_core::Device::Cpu)?
+        .to_dtype(var.dtype())?
+        .to_device(var.device())?)
 }
 
 #[cfg(test)]
@@ -246,11 +367,52 @@ mod tests {
             let grads = loss.backward().unwrap();
             assert!(grads.get(lam).unwrap().track_op(), "the test needs a gradient with graph history");
             opt.step(&grads, 0.05).unwrap();
-            assert!(opt.m.iter().chain(&opt.v).all(|t| !t.track_op()), "a moment tracks the graph");
+            let Moments::Tensors { m, v } = &opt.moments else { panic!("a tensor step keeps tensor moments") };
+            assert!(m.iter().chain(v).all(|t| !t.track_op()), "a moment tracks the graph");
         }
         let got = var.as_tensor().to_vec1::<f64>().unwrap();
         assert!(got[0].abs() < 1e-3 && (got[1] - 2f64.ln()).abs() < 1e-3, "{got:?}");
         assert_eq!(opt.steps_taken(), 2_000);
+    }
+
+    /// The host step is the tensor step in f64, also when the moments change kind mid-run; and a
+    /// moment whose gradient went to zero decays to exactly 0 instead of through subnormals.
+    #[test]
+    fn host_adam_follows_tensor_adam() {
+        let c = [1.0f64, 2.0, 0.5];
+        let loss_grad = |lam: &[f64], t: usize| -> Vec<f64> {
+            // the last coordinate's gradient stops after 50 steps
+            lam.iter().zip(c).enumerate().map(|(i, (l, c))| if i == 2 && t >= 50 { 0.0 } else { l.exp() - c }).collect()
+        };
+        let a = Var::zeros(3, DType::F64, &Device::Cpu).unwrap();
+        let b = Var::zeros(3, DType::F64, &Device::Cpu).unwrap();
+        let mut tensor_opt = OptimizerState::new(Optimizer::adam(0.05), vec![a.clone()]).unwrap();
+        let mut host_opt = OptimizerState::new(Optimizer::adam(0.05), vec![b.clone()]).unwrap();
+        for t in 0..8_000 {
+            let lam = a.as_tensor().to_vec1::<f64>().unwrap();
+            let g = Tensor::new(loss_grad(&lam, t).as_slice(), &Device::Cpu).unwrap();
+            let mut grads = a.as_tensor().sum_all().unwrap().backward().unwrap();
+            grads.insert(a.as_tensor(), g);
+            tensor_opt.step(&grads, 0.05).unwrap();
+            let lam = b.as_tensor().to_vec1::<f64>().unwrap();
+            let g = loss_grad(&lam, t);
+            if (200..210).contains(&t) {
+                // a few tensor steps in between: the moments go to tensors and come back
+                let mut grads = b.as_tensor().sum_all().unwrap().backward().unwrap();
+                grads.insert(b.as_tensor(), Tensor::new(g.as_slice(), &Device::Cpu).unwrap());
+                host_opt.step(&grads, 0.05).unwrap();
+            } else {
+                host_opt.step_host(vec![lam], &[g], 0.05, None).unwrap();
+            }
+        }
+        let (x, y) = (a.as_tensor().to_vec1::<f64>().unwrap(), b.as_tensor().to_vec1::<f64>().unwrap());
+        for (x, y) in x.iter().zip(&y) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+        assert!(y[0].abs() < 1e-3 && (y[1] - 2f64.ln()).abs() < 1e-3, "{y:?}");
+        let Moments::Host { m, .. } = &host_opt.moments else { panic!("host steps keep host moments") };
+        assert_eq!(m[0][2], 0.0, "0.9^7950 underflows: flushed to zero, not subnormal");
+        assert_eq!(tensor_opt.steps_taken(), host_opt.steps_taken());
     }
 
     #[test]

@@ -16,18 +16,18 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::adapt::LrSearch;
 use crate::diagnose::Diagnostics;
-use crate::family::{Family, Init, ScaleLink, VariationalFamily};
+use crate::family::{Family, FamilyGradient, HostGaussian, Init, ScaleLink, VariationalFamily};
 use crate::fit::{Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::{Latents, Start};
 use crate::linalg::to_f64_vec;
 use crate::map::Map;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
-use crate::objective::{evaluate, Estimator};
+use crate::objective::{evaluate, evaluate_rows, Estimator};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
 use crate::stop::{Decision, StopRule, StopState};
@@ -75,6 +75,7 @@ pub struct Advi<F: Family> {
     max_time: Option<Duration>,
     lr_search: Option<LrSearch>,
     loc_step: LocStep,
+    family_gradient: FamilyGradient,
     init_scale: f64,
     link: ScaleLink,
     elbo_draws: usize,
@@ -107,6 +108,7 @@ impl<F: Family> Advi<F> {
             max_time: None,
             lr_search: None,
             loc_step: LocStep::Absolute,
+            family_gradient: FamilyGradient::ClosedForm,
             init_scale: 0.1,
             link: ScaleLink::Log,
             elbo_draws: 1_000,
@@ -297,6 +299,14 @@ impl<F: Family> Advi<F> {
         self
     }
 
+    /// How q's part of the ELBO gradient is computed: in closed form on the CPU for the built-in
+    /// families (the default; only the model goes through autodiff), or by autodiff through
+    /// everything. Both give the same gradient up to rounding; see [`crate::family::closed_form`].
+    pub fn family_gradient(mut self, how: FamilyGradient) -> Self {
+        self.family_gradient = how;
+        self
+    }
+
     pub(crate) fn seed_value(&self) -> u64 {
         self.seed
     }
@@ -461,6 +471,11 @@ impl<F: Family> Advi<F> {
     }
 
     fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
+        if self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu() {
+            if let Some(host) = state.q.host_gaussian()? {
+                return self.try_step_closed_form(state, model, host);
+            }
+        }
         let q = &state.q;
         let eps = state.noise.standard_normal(self.samples, q.dim(), self.dtype, &self.device)?;
         let rows = match (&mut state.batches, model.data_len()) {
@@ -521,6 +536,70 @@ impl<F: Family> Advi<F> {
                 state.optimizer.step_scaled(&grads, lr, Some((loc, &sd)))?
             }
         }
+        Ok(Step::Taken { elbo })
+    }
+
+    /// [`Advi::try_step`] with q's part of the gradient in closed form on the host: the model is
+    /// differentiated once, with the draws as the leaf (see [`crate::family::closed_form`]).
+    fn try_step_closed_form<M: LogJoint + ?Sized>(
+        &self,
+        state: &mut SviState<F::Q>,
+        model: &M,
+        host: HostGaussian,
+    ) -> Result<Step> {
+        let (s, d) = (self.samples, host.dim());
+        let eps = state.noise.standard_normal_host(s, d, self.dtype)?;
+        let rows = match (&mut state.batches, model.data_len()) {
+            (Some(batches), Some(n)) => Some(batches.rows(n, self.batch.unwrap_or(n), &self.device)?),
+            _ => None,
+        };
+        let (z, units) = host.sample(&eps);
+        let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(self.dtype)?;
+        let z = Var::from_tensor(&z.to_device(&self.device)?)?;
+        let log_joint = evaluate_rows(model, z.as_tensor(), rows.as_ref())?;
+        let lp = to_f64_vec(&log_joint)?;
+        let mean_lp = lp.iter().sum::<f64>() / s as f64;
+        let elbo = match self.estimator {
+            Estimator::Entropy => mean_lp + host.entropy(),
+            Estimator::StickingTheLanding => {
+                mean_lp - eps.chunks(d).map(|e| host.log_prob_of_noise(e)).sum::<f64>() / s as f64
+            }
+        };
+        if !elbo.is_finite() {
+            let detail = describe_nonfinite_log_joint(&state.q, model, z.as_tensor(), &log_joint)?;
+            return Ok(Step::Skipped { detail });
+        }
+        let dlogp = match log_joint.sum_all()?.backward()?.get(z.as_tensor()) {
+            Some(g) => to_f64_vec(g)?,
+            None => vec![0.0; s * d], // log p(x, z) does not depend on z
+        };
+        // Descent on −ELBO.
+        let mut grads = host.elbo_gradient(&eps, &units, &dlogp, self.estimator);
+        grads.iter_mut().flatten().for_each(|g| *g = -*g);
+        let params = state.q.params();
+        for ((name, _), g) in params.iter().zip(&grads) {
+            if g.iter().any(|x| !x.is_finite()) {
+                return Ok(Step::Skipped { detail: describe_nonfinite_values(name, g) });
+            }
+        }
+        if let Some(max_norm) = self.clip_grad_norm {
+            let norm = grads.iter().flatten().map(|g| g * g).sum::<f64>().sqrt();
+            if norm > max_norm {
+                grads.iter_mut().flatten().for_each(|g| *g *= max_norm / norm);
+            }
+        }
+        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
+        let sd = (self.loc_step == LocStep::ScaleRelative).then(|| host.marginal_sd());
+        let scale = match &sd {
+            None => None,
+            Some(sd) => match params.iter().position(|(name, _)| *name == "loc") {
+                Some(loc) => Some((loc, sd.as_slice())),
+                None => {
+                    return Err(Error::config("loc_step", "ScaleRelative", "the family has no parameter named `loc`"))
+                }
+            },
+        };
+        state.optimizer.step_host(host.into_values(), &grads, lr, scale)?;
         Ok(Step::Taken { elbo })
     }
 
@@ -909,9 +988,12 @@ fn all_finite(t: &Tensor) -> Result<bool> {
 
 /// Says which coordinates of a parameter's gradient are not finite.
 fn describe_nonfinite_grad(name: &str, g: &Tensor) -> Result<String> {
-    let g = to_f64_vec(g)?;
+    Ok(describe_nonfinite_values(name, &to_f64_vec(g)?))
+}
+
+fn describe_nonfinite_values(name: &str, g: &[f64]) -> String {
     let bad: Vec<usize> = (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect();
-    Ok(format!("the gradient of `{name}` is not finite at flat indices {bad:?} (log p(x, z) was finite)"))
+    format!("the gradient of `{name}` is not finite at flat indices {bad:?} (log p(x, z) was finite)")
 }
 
 fn format_vec(v: &[f64]) -> String {

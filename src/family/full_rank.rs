@@ -17,7 +17,7 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use super::{check_loc, raw_scales, var_from, Family, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use super::{check_loc, raw_scales, var_from, Family, HostGaussian, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
 use crate::linalg::{self, to_f64_vec as to_host};
 use crate::{Error, Result};
 
@@ -206,6 +206,15 @@ impl VariationalFamily for FullRankGaussian {
         let lower = (self.off_diag.as_tensor() * &self.mask)?;
         let row = (lower.sqr()?.sum(candle_core::D::Minus1)? + 1.0)?.log()?;
         Ok((self.link.log_forward(self.raw_diag.as_tensor())? + (row * 0.5)?)?.detach())
+    }
+
+    fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
+        Ok(Some(HostGaussian::full_rank(
+            to_host(self.loc.as_tensor())?,
+            to_host(self.raw_diag.as_tensor())?,
+            to_host(self.off_diag.as_tensor())?,
+            self.link,
+        )))
     }
 
     fn dtype(&self) -> DType {

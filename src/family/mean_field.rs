@@ -7,7 +7,8 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use super::{check_loc, raw_scales, var_from, Family, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use super::{check_loc, raw_scales, var_from, Family, HostGaussian, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use crate::linalg::to_f64_vec;
 use crate::Result;
 
 /// The mean-field Gaussian family (diagonal covariance); makes a [`MeanFieldGaussian`].
@@ -105,6 +106,14 @@ impl VariationalFamily for MeanFieldGaussian {
 
     fn marginal_log_sd(&self) -> Result<Tensor> {
         Ok(self.link.log_forward(self.raw_scale.as_tensor())?.detach())
+    }
+
+    fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
+        Ok(Some(HostGaussian::mean_field(
+            to_f64_vec(self.loc.as_tensor())?,
+            to_f64_vec(self.raw_scale.as_tensor())?,
+            self.link,
+        )))
     }
 
     fn dtype(&self) -> DType {

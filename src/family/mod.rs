@@ -11,10 +11,12 @@
 //! L ([`FullRankGaussian`]). The positive diagonal is `link(raw)` with [`ScaleLink`] `Log` (σ = e^ω,
 //! as in ADVI) or `Softplus`.
 
+pub mod closed_form;
 mod full_rank;
 mod mean_field;
 mod scale;
 
+pub use closed_form::{FamilyGradient, HostGaussian};
 pub use full_rank::{FullRank, FullRankGaussian};
 pub use mean_field::{MeanField, MeanFieldGaussian};
 pub use scale::ScaleLink;
@@ -70,6 +72,13 @@ pub trait VariationalFamily {
         let half_sq = (eps.sqr()?.sum(D::Minus1)? * -0.5)?;
         let constant = self.entropy()?.affine(-1.0, 0.5 * self.dim() as f64)?;
         Ok(half_sq.broadcast_add(&constant)?)
+    }
+
+    /// q's parameters read to the host, for the ELBO gradient in closed form
+    /// ([`closed_form`]); `None` (the default) for a family without one, which the engine then
+    /// differentiates by autodiff.
+    fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
+        Ok(None)
     }
 
     /// The dtype of the parameters.
