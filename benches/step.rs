@@ -31,8 +31,23 @@ fn bench<F: Family>(
     }
 }
 
+/// The default stopping rule's own cost per step: the same step with `StopRule::stationary()`
+/// (which reads q's parameters to the host and sums them every step).
+fn rule_overhead<F: Family>(g: &mut BenchmarkGroup<criterion::measurement::WallTime>, family: F, name: &str, d: usize) {
+    let model = elbo::from_fn(d, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
+    // The stationary rule with a tolerance no average meets, so that it never stops.
+    let never = StopRule::Stationary { rhat: 1.1, tol: 1e-12, halving: false };
+    for (rule, suffix) in [(StopRule::MaxSteps, ""), (never, "/stationary")] {
+        let advi = Advi::new(family.clone()).stop(rule).dtype(DType::F64).steps(usize::MAX);
+        let mut state = advi.init(&model).unwrap();
+        g.bench_function(format!("{name}/D{d}/S1/rule{suffix}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+    }
+}
+
 fn steps(c: &mut Criterion) {
     let mut g = c.benchmark_group("step");
+    rule_overhead(&mut g, MeanField, "meanfield", 10);
+    rule_overhead(&mut g, FullRank, "fullrank", 10);
     for d in [10, 100, 1000] {
         if d == 1000 {
             g.sample_size(20);

@@ -21,6 +21,13 @@ pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }
 
+/// Host values (row-major) as a tensor of `var`'s shape, dtype and device.
+pub(crate) fn host_tensor(values: Vec<f64>, var: &candle_core::Var) -> Result<Tensor> {
+    Ok(Tensor::from_vec(values, var.shape(), &candle_core::Device::Cpu)?
+        .to_dtype(var.dtype())?
+        .to_device(var.device())?)
+}
+
 /// The Cholesky factor L (lower triangular) of a symmetric positive-definite n×n matrix.
 ///
 /// Fails with [`Error::InvalidConfig`] naming the first pivot that is not positive.

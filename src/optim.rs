@@ -15,6 +15,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
+use crate::linalg::host_tensor;
 use crate::{Error, Result};
 
 /// The optimiser and its settings.
@@ -340,13 +341,6 @@ fn adam_factors(lr: f64, beta1: f64, beta2: f64, eps: f64, t: i32) -> (f64, f64)
     let c1 = 1.0 - beta1.powi(t);
     let c2 = 1.0 - beta2.powi(t);
     (lr * c2.sqrt() / c1, eps * c2.sqrt())
-}
-
-/// Host values as a tensor of `var`'s shape, dtype and device.
-fn host_tensor(values: Vec<f64>, var: &Var) -> Result<Tensor> {
-    Ok(Tensor::from_vec(values, var.shape(), &candle_core::Device::Cpu)?
-        .to_dtype(var.dtype())?
-        .to_device(var.device())?)
 }
 
 #[cfg(test)]

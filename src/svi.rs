@@ -23,7 +23,7 @@ use crate::diagnose::Diagnostics;
 use crate::family::{Family, FamilyGradient, HostGaussian, Init, ScaleLink, VariationalFamily};
 use crate::fit::{Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::{Latents, Start};
-use crate::linalg::to_f64_vec;
+use crate::linalg::{host_tensor, to_f64_vec};
 use crate::map::Map;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
@@ -651,9 +651,9 @@ impl<F: Family> Advi<F> {
         let mut rule_halvings = 0;
         if let StopState::Stationary(rule) = &state.stop {
             rule_halvings = rule.halvings();
-            if let (Some(window), Some((steps, mean))) = (rule.window(), rule.average()?) {
-                for ((_, var), value) in state.q.params().iter().zip(&mean) {
-                    var.set(value)?;
+            if let (Some(window), Some((steps, mean))) = (rule.window(), rule.average()) {
+                for ((_, var), value) in state.q.params().iter().zip(mean) {
+                    var.set(&host_tensor(value, var)?)?;
                 }
                 averaged = Some(Averaged { since: window.since, steps, mcse: window.mcse });
             }

@@ -112,6 +112,11 @@ impl HostGaussian {
         q
     }
 
+    /// μ.
+    pub fn loc(&self) -> &[f64] {
+        &self.loc
+    }
+
     /// D.
     pub fn dim(&self) -> usize {
         self.loc.len()

@@ -23,8 +23,6 @@
 //!             (too large a step to settle) is halved too; at most 10 halvings
 //! ```
 
-use candle_core::Tensor;
-
 use super::chain::{ess, mean, sd, split_rhat};
 use crate::family::VariationalFamily;
 use crate::linalg::to_f64_vec;
@@ -91,10 +89,10 @@ pub(crate) struct StationaryRule {
     steps: usize,
     /// The mean of the watched coordinates over each full batch.
     means: Vec<Vec<f64>>,
-    /// The sum of q's parameters over each full group of batches.
-    groups: Vec<Vec<Tensor>>,
+    /// The sum of q's parameters over each full group of batches (host values, row-major).
+    groups: Vec<Vec<Vec<f64>>>,
     batch_partial: Option<Partial<f64>>,
-    group_partial: Option<Partial<Tensor>>,
+    group_partial: Option<Partial<Vec<f64>>>,
     window: Option<Window>,
 }
 
@@ -142,15 +140,19 @@ impl StationaryRule {
 
     /// Sees q after one step (the `iteration`-th) and decides.
     pub(crate) fn observe<Q: VariationalFamily>(&mut self, q: &Q, iteration: usize) -> Result<Decision> {
-        let watched = [to_f64_vec(&q.loc()?)?, to_f64_vec(&q.marginal_log_sd()?)?].concat();
-        let params: Vec<Tensor> = q.params().iter().map(|(_, v)| v.as_tensor().detach()).collect();
+        // Host reads only (no tensor ops) where q has a host form.
+        let watched = match q.host_gaussian()? {
+            Some(host) => [host.loc().to_vec(), host.marginal_sd().iter().map(|s| s.ln()).collect()].concat(),
+            None => [to_f64_vec(&q.loc()?)?, to_f64_vec(&q.marginal_log_sd()?)?].concat(),
+        };
+        let params = q.params().iter().map(|(_, v)| to_f64_vec(v.as_tensor())).collect::<Result<Vec<_>>>()?;
         self.steps += 1;
         self.group_partial = Some(match self.group_partial.take() {
             None => Partial { steps: 1, sums: params },
-            Some(p) => Partial {
-                steps: p.steps + 1,
-                sums: p.sums.iter().zip(&params).map(|(s, x)| s + x).collect::<candle_core::Result<_>>()?,
-            },
+            Some(mut p) => {
+                p.sums.iter_mut().zip(&params).for_each(|(s, x)| add_into(s, x));
+                Partial { steps: p.steps + 1, sums: p.sums }
+            }
         });
         let batch = match self.batch_partial.take() {
             None => Partial { steps: 1, sums: watched },
@@ -168,7 +170,7 @@ impl StationaryRule {
             self.groups.push(self.group_partial.take().map(|p| p.sums).unwrap_or_default());
         }
         if self.means.len() == MAX_BATCHES {
-            self.merge()?;
+            self.merge();
         }
         self.window = self.find_window();
         if self.halving && !self.last_phase && self.halvings < MAX_HALVINGS {
@@ -213,33 +215,34 @@ impl StationaryRule {
         (0..batches[0].len()).map(|j| batches.iter().map(|m| m[j]).sum::<f64>() / batches.len() as f64).collect()
     }
 
-    /// q's parameters averaged over every step from the window's start, in `q.params()` order.
-    pub(crate) fn average(&self) -> Result<Option<(usize, Vec<Tensor>)>> {
-        let Some(w) = self.window else { return Ok(None) };
+    /// q's parameters averaged over every step from the window's start, in `q.params()` order
+    /// (host values, row-major).
+    pub(crate) fn average(&self) -> Option<(usize, Vec<Vec<f64>>)> {
+        let w = self.window?;
         let mut parts = self.groups[w.first_group..].iter().chain(self.group_partial.iter().map(|p| &p.sums));
-        let Some(first) = parts.next() else { return Ok(None) };
-        let mut total = first.clone();
+        let mut total = parts.next()?.clone();
         for sums in parts {
-            for (t, s) in total.iter_mut().zip(sums) {
-                *t = (&*t + s)?;
-            }
+            total.iter_mut().zip(sums).for_each(|(t, s)| add_into(t, s));
         }
         let n = self.steps - (w.since - self.start);
-        let mean = total.iter().map(|t| t / n as f64).collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Some((n, mean)))
+        total.iter_mut().flatten().for_each(|t| *t /= n as f64);
+        Some((n, total))
     }
 
     /// Halves the number of batches and groups by merging neighbours, so memory stays bounded.
-    fn merge(&mut self) -> Result<()> {
+    fn merge(&mut self) {
         let means = std::mem::take(&mut self.means);
         self.means = means.chunks(2).map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| 0.5 * (a + b)).collect()).collect();
         let groups = std::mem::take(&mut self.groups);
         self.groups = groups
-            .chunks(2)
-            .map(|p| p[0].iter().zip(&p[1]).map(|(a, b)| a + b).collect::<candle_core::Result<Vec<_>>>())
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .chunks_exact(2)
+            .map(|p| {
+                let mut sum = p[0].clone();
+                sum.iter_mut().zip(&p[1]).for_each(|(a, b)| add_into(a, b));
+                sum
+            })
+            .collect();
         self.batch *= 2;
-        Ok(())
     }
 
     /// The longest stationary window: the earliest group boundary in the first half of the batches
@@ -268,4 +271,9 @@ impl StationaryRule {
         }
         None
     }
+}
+
+/// a += b, element-wise.
+fn add_into(a: &mut [f64], b: &[f64]) {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
 }
