@@ -18,7 +18,11 @@ use crate::{Error, Result};
 
 /// A tensor's values on the host as `f64`, row-major (any shape, any float dtype, any device).
 pub fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+    let t = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::F64 => t.to_vec1::<f64>()?,
+        _ => t.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+    })
 }
 
 /// Host values (row-major) as a tensor of `var`'s shape, dtype and device.
