@@ -234,3 +234,30 @@ fn logistic_regression_fits_like_the_composition() {
     assert_eq!(a.iterations(), 300);
     assert!(ma.iter().any(|m| m.abs() > 1e-3), "{ma:?}");
 }
+
+/// `LinearRegression` (the fused Normal op without an intercept) and its former composition
+/// (prior + Σ −½ ((y − X w)/σ)² − N (ln σ + ½ ln 2π)) follow the same ADVI path, both families.
+#[test]
+fn linear_regression_fits_like_the_composition() {
+    use elbo::prelude::*;
+    let glm = Glm::NormalIdentity { sd: NOISE_SD };
+    let (x, y, _) = tensors(glm, DType::F64);
+    let fused = elbo_models::LinearRegression::new(&x, &y, 10.0, NOISE_SD).unwrap();
+    let composite = from_fn(DIM, move |w: &Tensor| {
+        let prior = ((w.sqr()?.sum(D::Minus1)? * (-0.5 / 100.0))? - DIM as f64 * (10f64.ln() + HALF_LN_2PI))?;
+        prior + composite(glm, &x, &y, w)?
+    });
+    fn check<F: Family + Clone>(family: F, fused: &impl LogJoint, composite: &impl LogJoint) {
+        let advi = Advi::new(family).dtype(DType::F64).samples(2).lr(0.02).steps(300).stop(StopRule::MaxSteps).seed(7);
+        let (a, b) = (advi.fit(fused).unwrap(), advi.fit(composite).unwrap());
+        let (ma, mb) = (a.mean().unwrap().to_vec1::<f64>().unwrap(), b.mean().unwrap().to_vec1::<f64>().unwrap());
+        for (p, q) in ma.iter().zip(&mb) {
+            assert!((p - q).abs() <= 1e-9 * q.abs().max(1.0), "fitted means: fused {p}, composite {q}");
+        }
+        assert!((a.elbo() - b.elbo()).abs() <= 1e-9 * b.elbo().abs(), "ELBO {} vs {}", a.elbo(), b.elbo());
+        assert_eq!(a.iterations(), 300);
+        assert!(ma.iter().any(|m| m.abs() > 1e-3), "{ma:?}");
+    }
+    check(MeanField, &fused, &composite);
+    check(FullRank, &fused, &composite);
+}
