@@ -1,5 +1,5 @@
 //! The fused GLM log-likelihoods (`elbo::glm`: Bernoulli-logit, Normal-identity, Poisson-log, with
-//! and without an intercept) against the composition of candle ops they replace, in value and
+//! and without an intercept, alone and with normal priors on the coefficients) against the composition of candle ops they replace, in value and
 //! gradient (f32 and f64), against central finite differences, and their errors.
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -71,6 +71,34 @@ fn composite(glm: Glm, x: &Tensor, y: &Tensor, z: &Tensor) -> candle_core::Resul
     }
 }
 
+const PRIOR_SD: f64 = 2.5;
+
+/// The fused likelihood, or with `prior` the fused log joint with N(0, prior²) priors.
+fn fused_log_joint(lik: &GlmLikelihood, z: &Tensor, prior: Option<f64>) -> candle_core::Result<Tensor> {
+    match prior {
+        Some(sd) => lik.log_joint_normal_prior(z, sd),
+        None => lik.log_likelihood(z),
+    }
+}
+
+/// The composition, plus Σ_k log N(z_k; 0, prior²) as its own candle ops.
+fn composite_log_joint(
+    glm: Glm,
+    x: &Tensor,
+    y: &Tensor,
+    z: &Tensor,
+    prior: Option<f64>,
+) -> candle_core::Result<Tensor> {
+    let likelihood = composite(glm, x, y, z)?;
+    match prior {
+        Some(sd) => {
+            let k = z.dim(1)? as f64;
+            likelihood + ((z.sqr()?.sum(D::Minus1)? * (-0.5 / (sd * sd)))? - k * (sd.ln() + HALF_LN_2PI))?
+        }
+        None => Ok(likelihood),
+    }
+}
+
 /// Values [S] and the gradient [S·k] of Σ_s c_s f(z)_s (c = 1, −2, 0.5: the upstream gradient
 /// differs per draw), in f64 on the host.
 fn value_and_grad(f: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>, z: &Tensor) -> (Vec<f64>, Vec<f64>) {
@@ -94,17 +122,19 @@ fn fused_matches_the_composition_in_f64_and_f32() {
                 let z = if intercept { z } else { z.narrow(1, 0, DIM).unwrap().contiguous().unwrap() };
                 let lik = fused(glm, &x, &y, intercept);
                 assert_eq!((lik.dim(), lik.has_intercept(), lik.glm()), (DIM + usize::from(intercept), intercept, glm));
-                let (vf, gf) = value_and_grad(&|z| lik.log_likelihood(z), &z);
-                let (vc, gc) = value_and_grad(&|z| composite(glm, &x, &y, z), &z);
-                let case = format!("{glm:?}, intercept {intercept}, {dtype:?}");
-                assert_eq!(vf.len(), S);
-                for (a, b) in vf.iter().zip(&vc) {
-                    assert!((a - b).abs() <= tol * b.abs(), "{case} value: fused {a}, composite {b}");
-                }
-                let scale = gc.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-                assert!(scale > 1.0, "{case}: the gradient should not be trivially small: {scale}");
-                for (a, b) in gf.iter().zip(&gc) {
-                    assert!((a - b).abs() <= tol * scale, "{case} gradient: fused {a}, composite {b}");
+                for prior in [None, Some(PRIOR_SD)] {
+                    let (vf, gf) = value_and_grad(&|z| fused_log_joint(&lik, z, prior), &z);
+                    let (vc, gc) = value_and_grad(&|z| composite_log_joint(glm, &x, &y, z, prior), &z);
+                    let case = format!("{glm:?}, intercept {intercept}, {dtype:?}, prior {prior:?}");
+                    assert_eq!(vf.len(), S);
+                    for (a, b) in vf.iter().zip(&vc) {
+                        assert!((a - b).abs() <= tol * b.abs(), "{case} value: fused {a}, composite {b}");
+                    }
+                    let scale = gc.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+                    assert!(scale > 1.0, "{case}: the gradient should not be trivially small: {scale}");
+                    for (a, b) in gf.iter().zip(&gc) {
+                        assert!((a - b).abs() <= tol * scale, "{case} gradient: fused {a}, composite {b}");
+                    }
                 }
             }
         }
@@ -121,26 +151,28 @@ fn gradient_matches_central_differences() {
             let k = DIM + usize::from(intercept);
             let z = z.narrow(1, 0, k).unwrap().contiguous().unwrap();
             let lik = fused(glm, &x, &y, intercept);
-            let (v, g) = value_and_grad(&|z| lik.log_likelihood(z), &z);
-            let z0 = z.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let c = [1.0, -2.0, 0.5];
-            let f = |zv: &[f64]| -> f64 {
-                let t = Tensor::from_vec(zv.to_vec(), (S, k), &Device::Cpu).unwrap();
-                let v = lik.log_likelihood(&t).unwrap().to_vec1::<f64>().unwrap();
-                v.iter().zip(c).map(|(a, b)| a * b).sum()
-            };
-            let h = 1e-5;
-            let rounding = 1e-16 * v.iter().map(|v| v.abs()).sum::<f64>() * 2.0 / h;
-            for j in 0..z0.len() {
-                let (mut up, mut down) = (z0.clone(), z0.clone());
-                up[j] += h;
-                down[j] -= h;
-                let fd = (f(&up) - f(&down)) / (2.0 * h);
-                assert!(
+            for prior in [None, Some(PRIOR_SD)] {
+                let (v, g) = value_and_grad(&|z| fused_log_joint(&lik, z, prior), &z);
+                let z0 = z.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let c = [1.0, -2.0, 0.5];
+                let f = |zv: &[f64]| -> f64 {
+                    let t = Tensor::from_vec(zv.to_vec(), (S, k), &Device::Cpu).unwrap();
+                    let v = fused_log_joint(&lik, &t, prior).unwrap().to_vec1::<f64>().unwrap();
+                    v.iter().zip(c).map(|(a, b)| a * b).sum()
+                };
+                let h = 1e-5;
+                let rounding = 1e-16 * v.iter().map(|v| v.abs()).sum::<f64>() * 2.0 / h;
+                for j in 0..z0.len() {
+                    let (mut up, mut down) = (z0.clone(), z0.clone());
+                    up[j] += h;
+                    down[j] -= h;
+                    let fd = (f(&up) - f(&down)) / (2.0 * h);
+                    assert!(
                     (g[j] - fd).abs() <= 1e-6 * fd.abs().max(1.0) + rounding,
-                    "{glm:?}, intercept {intercept}, coordinate {j}: analytic {}, central difference {fd}",
+                    "{glm:?}, intercept {intercept}, prior {prior:?}, coordinate {j}: analytic {}, central difference {fd}",
                     g[j]
                 );
+                }
             }
         }
     }
@@ -209,6 +241,10 @@ fn bad_inputs_are_errors() {
         assert!(GlmLikelihood::poisson_log(&x, &y_bad).is_err(), "y[0] = {bad}");
     }
     assert!(GlmLikelihood::poisson_log(&x, &y).is_ok());
+    // the prior's sd too
+    for sd in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(lik.log_joint_normal_prior(&z, sd).is_err(), "prior sd = {sd}");
+    }
 }
 
 /// `LogisticRegression` (the fused op) and the composition as a model follow the same ADVI path:

@@ -7,10 +7,11 @@
 //! ```
 //!
 //! There is no intercept (as in the peers' `linreg`): the likelihood is
-//! [`elbo::glm::GlmLikelihood`]'s fused Normal-identity op without its intercept, so z = w and its
-//! backward pass computes the gradient for w only, never for X.
+//! [`elbo::glm::GlmLikelihood`]'s fused Normal-identity op without its intercept, so z = w, with the
+//! prior in the same op ([`elbo::glm::GlmLikelihood::log_joint_normal_prior`]); its backward pass
+//! computes the gradient for w only, never for X.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use elbo::glm::GlmLikelihood;
 use elbo::linalg::{self, to_f64_vec};
 use elbo::special::HALF_LN_2PI;
@@ -123,8 +124,6 @@ impl LogJoint for LinearRegression {
     }
 
     fn log_joint(&self, w: &Tensor) -> candle_core::Result<Tensor> {
-        let (d, t) = (self.x_t.dim(0)?, self.prior_sd);
-        let log_prior = ((w.sqr()?.sum(D::Minus1)? * (-0.5 / (t * t)))? - d as f64 * (t.ln() + HALF_LN_2PI))?;
-        log_prior + self.likelihood.log_likelihood(w)?
+        self.likelihood.log_joint_normal_prior(w, self.prior_sd)
     }
 }
