@@ -159,7 +159,7 @@ def tiny_table(args) -> None:
             "linreg/composite/log_joint-forward", "linreg/composite/log_joint-forward-backward",
             "eight_schools/log_joint-forward", "eight_schools/log_joint-forward-backward")))
     print(f"linreg mean-field step with the former composition: {criterion_us('tiny-step', 'linreg/meanfield/composite'):.2f} µs")
-    print(f"engine floor (mean-field step on -|z|^2/2, D = 10): {criterion_us('tiny-step', 'standard_normal/meanfield'):.2f} µs")
+    print(f"mean-field step on the three-op model -|z|^2/2, D = 10: {criterion_us('tiny-step', 'standard_normal/meanfield'):.2f} µs")
 
 
 def numpyro_fit_times(repeats: int) -> dict:

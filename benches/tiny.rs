@@ -6,8 +6,8 @@
 //!   candle ops as a `from_fn` model (what the fused op saves);
 //! - `tiny-parts`: the model's log joint alone (forward; forward and backward to z) at S = 1, to set
 //!   beside the step: the rest is the engine (noise, family, checks, Adam);
-//! - `tiny-step/standard_normal/meanfield`: the same step on log p(z) = −½‖z‖² at D = 10 (three
-//!   candle ops): the engine's floor, whatever the model;
+//! - `tiny-step/standard_normal/meanfield`: the same step on log p(z) = −½‖z‖² at D = 10, a model
+//!   of three candle ops (sqr, sum, scale): what the engine costs around a minimal composition;
 //! - `tiny-fit`: a whole 10,000-step fit as a user runs it (set-up, steps, the final ELBO on 1,000
 //!   draws), mean-field, the time to the answer.
 //!
