@@ -10,6 +10,9 @@ AutoNormal (mean-field) and AutoMultivariateNormal (full-rank), f64.
   --model gmm: S = 1 on gmm (N=1000) and gmm_large (N=100,000), plus one end-to-end `svi.run`
       (set-up, compile and 5,000 / 2,000 steps: the time to the answer); then
       `cargo bench --bench gmm`.
+  --model tiny: S = 1 on linreg (N=200, D=10) and eight_schools (D=10), scans of 10,000 steps, plus
+      one end-to-end `svi.run` of 10,000 steps per model (AutoNormal: set-up, compile, steps); then
+      `cargo bench --bench tiny`.
   --model fits: time to the answer on linreg, logreg and gmm: NumPyro's AutoNormal `svi.run` of
       5,000 steps (end to end, and the compiled scan alone) with its ELBO on 1,000 fresh draws; then
       `cargo bench --bench deterministic` (elbo's DADVI, Laplace, and ADVI at 5,000 steps and by its
@@ -106,6 +109,59 @@ def numpyro_gmm_times(repeats: int) -> dict:
     return out
 
 
+def numpyro_tiny_times(repeats: int) -> dict:
+    """Per-step (scan of 10,000 steps) for both guides, and one end-to-end svi.run (AutoNormal,
+    10,000 steps) per model."""
+    import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+
+    out = {}
+    for name in ("linreg", "eight_schools"):
+        M, margs = load(name)
+        model = M.MODELS[name]
+        for family, Guide in guides():
+            us, compile_s = scan_us_per_step(model, Guide(model), margs, 1, 10_000, repeats)
+            out[f"{name}/{family}"] = {"us_per_step": us, "compile_s": compile_s}
+            print(f"numpyro {name} {family}: {us:.2f} µs/step (compile {compile_s:.2f} s)", file=sys.stderr)
+        t0 = time.perf_counter()
+        svi = SVI(model, AutoNormal(model), numpyro.optim.Adam(step_size=0.01), Trace_ELBO())
+        result = svi.run(jax.random.PRNGKey(0), 10_000, *margs, progress_bar=False)
+        jax.block_until_ready(result.params)
+        out[f"{name}/fit"] = {"fit_s": time.perf_counter() - t0}
+        print(f"numpyro {name} svi.run 10,000 steps: {out[f'{name}/fit']['fit_s']:.2f} s", file=sys.stderr)
+    return out
+
+
+def tiny_table(args) -> None:
+    peer = numpyro_tiny_times(args.repeats)
+    if not args.skip_cargo:
+        subprocess.run(["cargo", "bench", "--bench", "tiny"], cwd=ROOT, check=True)
+    print("| model | family | NumPyro svi.run µs/step | elbo µs/step | elbo / NumPyro |")
+    print("|---|---|---:|---:|---:|")
+    for name in ("linreg", "eight_schools"):
+        for family in ("meanfield", "fullrank"):
+            p = peer[f"{name}/{family}"]["us_per_step"]
+            ours = criterion_us("tiny-step", f"{name}/{family}")
+            print(f"| {name} | {family} | {p:.2f} | {ours:.2f} | {ours / p:.2f} |")
+    print()
+    print("| model (mean-field, 10,000 steps) | NumPyro svi.run end to end s | elbo fit s | ratio |")
+    print("|---|---:|---:|---:|")
+    for name in ("linreg", "eight_schools"):
+        p = peer[f"{name}/fit"]["fit_s"]
+        ours = criterion_us("tiny-fit", f"{name}/meanfield") / 1e6
+        print(f"| {name} | {p:.2f} | {ours:.3f} | {ours / p:.3f} |")
+    print()
+    print("elbo parts (µs): " + ", ".join(
+        f"{k} {criterion_us('tiny-parts', k):.2f}" for k in (
+            "linreg/log_joint-forward", "linreg/log_joint-forward-backward",
+            "linreg/composite/log_joint-forward", "linreg/composite/log_joint-forward-backward",
+            "eight_schools/log_joint-forward", "eight_schools/log_joint-forward-backward")))
+    print(f"linreg mean-field step with the former composition: {criterion_us('tiny-step', 'linreg/meanfield/composite'):.2f} µs")
+    print(f"mean-field step on the three-op model -|z|^2/2, D = 10: {criterion_us('tiny-step', 'standard_normal/meanfield'):.2f} µs")
+
+
 def numpyro_fit_times(repeats: int) -> dict:
     """AutoNormal, Adam(0.01), 1 draw a step, 5,000 steps: one end-to-end svi.run per model, the
     compiled scan's run time (median of `repeats`), and the ELBO of the fit on 1,000 fresh draws."""
@@ -161,7 +217,7 @@ def criterion_us(group: str, bench_id: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("logreg", "gmm", "fits"), default="logreg")
+    ap.add_argument("--model", choices=("logreg", "gmm", "fits", "tiny"), default="logreg")
     ap.add_argument("--steps", type=int, default=2000, help="NumPyro scan length per timing run (logreg)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cargo", action="store_true", help="reuse the last criterion results")
@@ -171,6 +227,9 @@ def main() -> None:
         return
     if args.model == "fits":
         fits_table(args)
+        return
+    if args.model == "tiny":
+        tiny_table(args)
         return
 
     peer = numpyro_times(args.steps, args.repeats)

@@ -1,43 +1,63 @@
 //! Fused log-likelihoods of generalised linear models, with the gradient for the coefficients only.
 //!
 //! ```text
-//! z = (w_1, …, w_D, b)   one row per draw, z: [S, D + 1]
+//! z = (w_1, …, w_D, b)   one row per draw, z: [S, D + 1]   (z = w, [S, D], without an intercept)
 //! η_si = Σ_d X_id w_sd + b_s                         (X: [N, D], y: [N], data)
-//! Bernoulli-logit:   log p(y | η_s) = Σ_i [y_i η_si − softplus(η_si)]          → [S]
-//! ∂/∂w_s = Xᵀ r_s,   ∂/∂b_s = Σ_i r_si,   r_si = y_i − σ(η_si)
+//! log p(y | η_s) = Σ_i ℓ(y_i, η_si)                  → [S]
+//! ∂/∂w_s = Xᵀ r_s,   ∂/∂b_s = Σ_i r_si,   r_si = ∂ℓ/∂η (y_i, η_si)
+//!
+//! Bernoulli-logit:   ℓ = y η − softplus(η),                     r = y − σ(η)
+//! Normal-identity:   ℓ = −½ (y − η)²/σ² − ln σ − ½ ln 2π,       r = (y − η)/σ²
+//! Poisson-log:       ℓ = y η − e^η − ln y!,                      r = y − e^η
 //! ```
 //!
-//! softplus(η) = max(η, 0) + ln(1 + e^(−|η|)) is finite for every finite η. On the CPU in f32 and
-//! f64 the likelihood is one custom op that reads Xᵀ once, in blocks of 256 points (which stay in
-//! cache for all S draws): per block η, the value and r, then Xᵀ r. The gradient is computed in
-//! the forward pass and kept for the backward pass, which only scales it by the incoming gradient
-//! (so a forward pass without a backward one does the gradient's work for nothing). candle's
-//! autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect to the design
-//! matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses; here there is
-//! none. e^(−|η|) and ln(1 + t) are branch-free polynomials (accurate to a few ulps in f64) so that
-//! the pass over the data points runs in AVX2 registers. Sums are accumulated in f64 in both dtypes
-//! (f32 results are rounded once at the end). On every other device and dtype the likelihood is
-//! the same formula as a composition of candle ops ([`crate::special::softplus`]), differentiated
-//! by autodiff.
+//! [`GlmLikelihood::log_joint_normal_prior`] adds i.i.d. priors z_k ~ N(0, τ²) in the same op (value
+//! Σ_k −½ z_k²/τ² − ln τ − ½ ln 2π, gradient −z/τ²): the log joint of a Bayesian GLM.
+//!
+//! softplus(η) = max(η, 0) + ln(1 + e^(−|η|)) is finite for every finite η. The constants (the
+//! Normal's −N (ln σ + ½ ln 2π), the Poisson's −Σ ln y_i!) are summed once, on the host, when the
+//! likelihood is made. Poisson: e^η overflows f64 for η > ln(f64::MAX) ≈ 709.78 (f32 results: the
+//! value leaves f32's range already for e^η > 3.4e38, η ≈ 88.7); then, as with libm's `exp`, the
+//! value is −∞ and the gradient not finite, which an ADVI step reports as a non-finite log joint
+//! and skips. η below −708 is taken as −708 inside e^η (e^(−708) ≈ 3e-308 instead of a subnormal).
+//!
+//! On the CPU in f32 and f64 the likelihood is one custom op that reads Xᵀ once, in blocks of 256
+//! points (which stay in cache for all S draws): per block η, the value and r, then Xᵀ r. The
+//! gradient is computed in the forward pass and kept for the backward pass, which only scales it
+//! by the incoming gradient (so a forward pass without a backward one does the gradient's work for
+//! nothing). candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect
+//! to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses;
+//! here there is none. e^x and ln(1 + t) are branch-free polynomials (accurate to a few ulps in
+//! f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64
+//! in both dtypes (f32 results are rounded once at the end). On every other device and dtype the
+//! likelihood is the same formula as a composition of candle ops ([`crate::special::softplus`]),
+//! differentiated by autodiff.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
 
-use crate::special::softplus;
+use crate::special::{softplus, HALF_LN_2PI};
 use crate::{Error, Result};
 
 /// The response distribution and link of a [`GlmLikelihood`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Glm {
     /// y ∈ {0, 1} (or [0, 1]) with P(y = 1) = σ(η): log p = y η − softplus(η).
     BernoulliLogit,
+    /// y ∈ ℝ with y ~ N(η, sd²), sd > 0 known: log p = −½ ((y − η)/sd)² − ln sd − ½ ln 2π.
+    NormalIdentity {
+        /// The noise standard deviation σ.
+        sd: f64,
+    },
+    /// y ∈ {0, 1, 2, …} with y ~ Poisson(e^η): log p = y η − e^η − ln y!.
+    PoissonLog,
 }
 
 /// The design matrix and response of a GLM, and its log-likelihood as a function of the
-/// coefficients z = (w, b) (formulas in the module doc).
+/// coefficients z = (w, b), or z = w for a model without an intercept (formulas in the module doc).
 ///
 /// ```
 /// use elbo::glm::GlmLikelihood;
@@ -50,14 +70,28 @@ pub enum Glm {
 /// let z = Tensor::new(&[[0.7f64, 0.0]], &Device::Cpu)?; // w = 0.7, b = 0
 /// let lp = lik.log_likelihood(&z)?.to_vec1::<f64>()?[0];
 /// assert!((lp - 0.5f64.ln()).abs() < 1e-15);
+///
+/// // y ~ N(x w, 2²) without an intercept: z = w alone
+/// let x = Tensor::new(&[[1.0f64], [2.0]], &Device::Cpu)?;
+/// let y = Tensor::new(&[1.0f64, 3.0], &Device::Cpu)?;
+/// let lik = GlmLikelihood::normal_identity(&x, &y, 2.0)?.without_intercept();
+/// assert_eq!(lik.dim(), 1);
+/// let lp = lik.log_likelihood(&Tensor::new(&[[1.0f64]], &Device::Cpu)?)?.to_vec1::<f64>()?[0];
+/// // residuals 0 and 1: −½ (1/2)² − 2 (ln 2 + ½ ln 2π)
+/// let want = -0.125 - 2.0 * (2f64.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
+/// assert!((lp - want).abs() < 1e-14);
 /// # Ok::<(), elbo::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct GlmLikelihood {
     glm: Glm,
+    /// Whether z ends with an intercept b.
+    intercept: bool,
     /// Xᵀ, contiguous: [D, N].
     x_t: Tensor,
     y: Tensor,
+    /// Σ_i of the terms of ℓ that depend on y_i only (module doc), in f64.
+    constant: f64,
     /// Xᵀ and y on the host, for the fused op (CPU f32/f64 data only).
     host: Option<Arc<HostData>>,
 }
@@ -104,7 +138,19 @@ impl GlmLikelihood {
         Self::new(Glm::BernoulliLogit, x, y)
     }
 
-    /// The likelihood of `glm` for design `x` `[N, D]` and responses `y` `[N]`.
+    /// The Normal-identity likelihood y ~ N(η, sd²) for design `x` `[N, D]` and responses `y` `[N]`.
+    pub fn normal_identity(x: &Tensor, y: &Tensor, sd: f64) -> Result<Self> {
+        Self::new(Glm::NormalIdentity { sd }, x, y)
+    }
+
+    /// The Poisson-log likelihood y ~ Poisson(e^η) for design `x` `[N, D]` and counts `y` `[N]`
+    /// (non-negative whole numbers, stored as floats).
+    pub fn poisson_log(x: &Tensor, y: &Tensor) -> Result<Self> {
+        Self::new(Glm::PoissonLog, x, y)
+    }
+
+    /// The likelihood of `glm` for design `x` `[N, D]` and responses `y` `[N]`, with an intercept
+    /// (z = (w, b); see [`GlmLikelihood::without_intercept`]).
     pub fn new(glm: Glm, x: &Tensor, y: &Tensor) -> Result<Self> {
         check_design("GLM", x, y)?;
         if !x.device().same_device(y.device()) {
@@ -116,12 +162,39 @@ impl GlmLikelihood {
         }
         let x_t = x.detach().t()?.contiguous()?;
         let y = y.detach().contiguous()?;
+        let constant = match glm {
+            Glm::BernoulliLogit => 0.0,
+            Glm::NormalIdentity { sd } => {
+                if !(sd > 0.0 && sd.is_finite()) {
+                    return Err(Error::config("sd", sd, "the Normal GLM's sd must be positive and finite"));
+                }
+                -(y.dim(0)? as f64) * (sd.ln() + HALF_LN_2PI)
+            }
+            Glm::PoissonLog => {
+                let counts = y.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                if let Some((i, c)) = counts.iter().enumerate().find(|(_, &c)| !(c >= 0.0 && c.fract() == 0.0)) {
+                    return Err(Error::config(
+                        "y",
+                        format!("y[{i}] = {c}"),
+                        "Poisson counts must be non-negative whole numbers",
+                    ));
+                }
+                -counts.iter().map(|&c| statrs::function::gamma::ln_gamma(c + 1.0)).sum::<f64>()
+            }
+        };
         let host = match (x.device(), x.dtype()) {
             (Device::Cpu, DType::F64) => Some(HostData::F64 { x_t: x_t.flatten_all()?.to_vec1()?, y: y.to_vec1()? }),
             (Device::Cpu, DType::F32) => Some(HostData::F32 { x_t: x_t.flatten_all()?.to_vec1()?, y: y.to_vec1()? }),
             _ => None,
         };
-        Ok(GlmLikelihood { glm, x_t, y, host: host.map(Arc::new) })
+        Ok(GlmLikelihood { glm, intercept: true, x_t, y, constant, host: host.map(Arc::new) })
+    }
+
+    /// The same likelihood without the intercept: η = X w, and z = w `[S, D]` (as in a regression
+    /// through the origin, or one whose design already has a column of ones).
+    pub fn without_intercept(mut self) -> Self {
+        self.intercept = false;
+        self
     }
 
     /// The response distribution and link.
@@ -129,49 +202,105 @@ impl GlmLikelihood {
         self.glm
     }
 
-    /// The number of coefficients, D + 1 (the weights, then the intercept).
-    pub fn dim(&self) -> usize {
-        self.x_t.dims()[0] + 1
+    /// Whether z ends with an intercept b (the default) or is w alone.
+    pub fn has_intercept(&self) -> bool {
+        self.intercept
     }
 
-    /// log p(y | X w_s + b_s) for each row z_s = (w_s, b_s) of `z` `[S, D + 1]`, giving `[S]`.
+    /// The number of coefficients: D + 1 (the weights, then the intercept), or D without one.
+    pub fn dim(&self) -> usize {
+        self.x_t.dims()[0] + usize::from(self.intercept)
+    }
+
+    /// log p(y | X w_s + b_s) for each row z_s = (w_s, b_s) (or w_s) of `z` `[S, dim]`, giving `[S]`.
     ///
     /// Differentiable with respect to `z` (never X or y). On the CPU, with `z` of the data's dtype
     /// (f32 or f64), one fused op; otherwise a composition of candle ops (module doc).
     pub fn log_likelihood(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(z, None)
+    }
+
+    /// The log joint of the Bayesian GLM with i.i.d. normal priors z_k ~ N(0, prior_sd²) on every
+    /// coefficient (the intercept included): log p(y | X w_s + b_s) + Σ_k log N(z_sk; 0, prior_sd²),
+    /// `[S]`. In the same fused op on the CPU (the prior adds −½ Σ z²/prior_sd² − dim (ln prior_sd +
+    /// ½ ln 2π) and −z/prior_sd² to the gradient), which saves the prior's own candle ops and
+    /// backward nodes, a large part of a small model's step; otherwise a composition.
+    pub fn log_joint_normal_prior(&self, z: &Tensor, prior_sd: f64) -> candle_core::Result<Tensor> {
+        if !(prior_sd > 0.0 && prior_sd.is_finite()) {
+            bail!("GLM log joint: the prior sd must be positive and finite, not {prior_sd}");
+        }
+        self.apply(z, Some(prior_sd))
+    }
+
+    /// The log-likelihood, plus the normal prior of sd `prior` if given.
+    fn apply(&self, z: &Tensor, prior: Option<f64>) -> candle_core::Result<Tensor> {
         let (_, k) = z.dims2().map_err(|_| {
-            candle_core::Error::Msg(format!("GLM log-likelihood: z must be [S, D + 1]; it has shape {:?}", z.dims()))
+            candle_core::Error::Msg(format!(
+                "GLM log-likelihood: z must be [S, {}]; it has shape {:?}",
+                self.dim(),
+                z.dims()
+            ))
         })?;
         if k != self.dim() {
-            bail!("GLM log-likelihood: z has {k} columns; the design has D + 1 = {}", self.dim());
+            bail!("GLM log-likelihood: z has {k} columns; the design needs {}", self.dim());
         }
         if z.dtype() != self.y.dtype() {
             bail!("GLM log-likelihood: z is {:?}, the data {:?}", z.dtype(), self.y.dtype());
         }
+        let prior = prior.map(|sd| NormalPrior::new(sd, k));
         match (&self.host, z.device()) {
-            (Some(host), Device::Cpu) => {
-                z.contiguous()?.apply_op1(GlmOp { glm: self.glm, data: host.clone(), gradients: Mutex::new(None) })
-            }
-            _ => self.composite(z),
+            (Some(host), Device::Cpu) => z.contiguous()?.apply_op1(GlmOp {
+                glm: self.glm,
+                constant: self.constant,
+                prior,
+                data: host.clone(),
+                gradients: Mutex::new(None),
+            }),
+            _ => self.composite(z, prior),
         }
     }
 
-    /// The same log-likelihood as a composition of candle ops (the path off the CPU).
-    fn composite(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        let d = self.dim() - 1;
-        let w = z.narrow(1, 0, d)?;
-        let b = z.narrow(1, d, 1)?;
-        let eta = w.matmul(&self.x_t)?.broadcast_add(&b)?; // [S, N]
-        match self.glm {
-            Glm::BernoulliLogit => (eta.broadcast_mul(&self.y.unsqueeze(0)?)? - softplus(&eta)?)?.sum(D::Minus1),
+    /// The same log-likelihood (plus the prior) as a composition of candle ops (the path off the CPU).
+    fn composite(&self, z: &Tensor, prior: Option<NormalPrior>) -> candle_core::Result<Tensor> {
+        let d = self.x_t.dims()[0];
+        let mut eta = z.narrow(1, 0, d)?.matmul(&self.x_t)?; // [S, N]
+        if self.intercept {
+            eta = eta.broadcast_add(&z.narrow(1, d, 1)?)?;
+        }
+        let y = self.y.unsqueeze(0)?;
+        let terms = match self.glm {
+            Glm::BernoulliLogit => (eta.broadcast_mul(&y)? - softplus(&eta)?)?,
+            Glm::NormalIdentity { sd } => (eta.broadcast_sub(&y)?.sqr()? * (-0.5 / (sd * sd)))?,
+            Glm::PoissonLog => (eta.broadcast_mul(&y)? - eta.exp()?)?,
+        };
+        let likelihood = (terms.sum(D::Minus1)? + self.constant)?;
+        match prior {
+            Some(p) => likelihood + z.sqr()?.sum(D::Minus1)?.affine(-0.5 * p.precision, p.constant)?,
+            None => Ok(likelihood),
         }
     }
 }
 
-/// The fused op on z [S, D + 1]; the gradients [S, D + 1] (f64) that its forward pass computes are
+/// i.i.d. N(0, 1/precision) priors on the coefficients: Σ_k −½ precision z_k² + constant.
+#[derive(Clone, Copy)]
+struct NormalPrior {
+    precision: f64,
+    constant: f64,
+}
+
+impl NormalPrior {
+    /// N(0, sd²) on each of `k` coefficients: precision 1/sd², constant −k (ln sd + ½ ln 2π).
+    fn new(sd: f64, k: usize) -> Self {
+        NormalPrior { precision: 1.0 / (sd * sd), constant: -(k as f64) * (sd.ln() + HALF_LN_2PI) }
+    }
+}
+
+/// The fused op on z [S, dim]; the gradients [S, dim] (f64) that its forward pass computes are
 /// kept for its backward pass (one op value per call of `log_likelihood`, so they belong to this z).
 struct GlmOp {
     glm: Glm,
+    constant: f64,
+    prior: Option<NormalPrior>,
     data: Arc<HostData>,
     gradients: Mutex<Option<Vec<f64>>>,
 }
@@ -233,16 +362,16 @@ const INV_ODD: [f64; 17] = [
     1.0 / 33.0,
 ];
 
-/// e^x for x ≤ 0 in f64, branch-free so that loops over it vectorise: x = n ln 2 + r with
-/// |r| ≤ ½ ln 2 (Cody–Waite, fdlibm's split of ln 2), e^r by its Taylor series to r¹³ (truncation
-/// < 1e-17 relative), 2ⁿ from the exponent bits. Inputs below −708 give e^(−708) (≈ 3e-308)
-/// instead of a subnormal.
+/// e^x in f64, branch-free so that loops over it vectorise: x = n ln 2 + r with |r| ≤ ½ ln 2
+/// (Cody–Waite, fdlibm's split of ln 2), e^r by its Taylor series to r¹³ (truncation < 1e-17
+/// relative), 2ⁿ from the exponent bits. Above ln(f64::MAX) ≈ 709.78 the result is +∞, as libm's;
+/// inputs below −708 give e^(−708) (≈ 3e-308) instead of a subnormal.
 #[inline(always)]
-fn exp_nonpositive(x: f64) -> f64 {
+fn exp(x: f64) -> f64 {
     const LN2_HI: f64 = 0.693_147_180_369_123_8;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 · 2⁵²: adding and subtracting it rounds
-    let x = x.clamp(-708.0, 0.0);
+    let x = x.clamp(-708.0, 710.0); // n = round(x / ln 2) ∈ [−1021, 1024]
     let shifted = x * std::f64::consts::LOG2_E + ROUND; // its low mantissa bits hold n
     let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -250,10 +379,11 @@ fn exp_nonpositive(x: f64) -> f64 {
     for &c in INV_FACTORIAL[..13].iter().rev() {
         p = p * r + c;
     }
-    // 2ⁿ: n + 1023 ∈ [1, 1023] into the exponent field (integer adds and shifts, no float-to-int
-    // conversion, which AVX2 lacks for f64)
-    let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
-    p * scale
+    // 2ⁿ⁻¹: n + 1022 ∈ [1, 2046] into the exponent field (integer adds and shifts, no float-to-int
+    // conversion, which AVX2 lacks for f64); (2p) 2ⁿ⁻¹ is exact where e^x is a normal number, and
+    // +∞ where it overflows
+    let half_scale = f64::from_bits(shifted.to_bits().wrapping_add(1022) << 52);
+    (2.0 * p) * half_scale
 }
 
 /// ln(1 + t) for t ∈ [0, 1] in f64, branch-free: 2 atanh(s) with s = t / (2 + t) ≤ ⅓ as an odd
@@ -269,44 +399,82 @@ fn log1p_unit(t: f64) -> f64 {
     2.0 * s * p
 }
 
-/// y η − softplus(η), and the residual y − σ(η), for the Bernoulli-logit GLM, with t = e^(−|η|):
-/// softplus(η) = max(η, 0) + ln(1 + t), σ(η) = 1/(1 + t) for η ≥ 0 and t/(1 + t) otherwise.
-#[inline(always)]
-fn bernoulli(eta: f64, y: f64) -> (f64, f64) {
-    let t = exp_nonpositive(-eta.abs());
-    let value = y * eta - (eta.max(0.0) + log1p_unit(t));
-    let num = if eta >= 0.0 { 1.0 } else { t };
-    (value, y - num / (1.0 + t))
+/// One data point's term of the log-likelihood without its constant, and its derivative in η.
+trait Term: Copy {
+    /// (ℓ(y, η) less the terms in y alone, r = ∂ℓ/∂η).
+    fn term(self, eta: f64, y: f64) -> (f64, f64);
 }
 
-/// Σ_i [y_i η_i − softplus(η_i)] for one draw, writing r_i = y_i − σ(η_i); in four lanes.
+/// y η − softplus(η), and the residual y − σ(η), with t = e^(−|η|): softplus(η) = max(η, 0) +
+/// ln(1 + t), σ(η) = 1/(1 + t) for η ≥ 0 and t/(1 + t) otherwise.
+#[derive(Clone, Copy)]
+struct Bernoulli;
+
+impl Term for Bernoulli {
+    #[inline(always)]
+    fn term(self, eta: f64, y: f64) -> (f64, f64) {
+        let t = exp(-eta.abs());
+        let value = y * eta - (eta.max(0.0) + log1p_unit(t));
+        let num = if eta >= 0.0 { 1.0 } else { t };
+        (value, y - num / (1.0 + t))
+    }
+}
+
+/// −½ (y − η)² / σ², and (y − η) / σ².
+#[derive(Clone, Copy)]
+struct Normal {
+    inv_var: f64,
+}
+
+impl Term for Normal {
+    #[inline(always)]
+    fn term(self, eta: f64, y: f64) -> (f64, f64) {
+        let r = (y - eta) * self.inv_var;
+        (-0.5 * (y - eta) * r, r)
+    }
+}
+
+/// y η − e^η, and y − e^η.
+#[derive(Clone, Copy)]
+struct Poisson;
+
+impl Term for Poisson {
+    #[inline(always)]
+    fn term(self, eta: f64, y: f64) -> (f64, f64) {
+        let mean = exp(eta);
+        (y * eta - mean, y - mean)
+    }
+}
+
+/// Σ_i ℓ(y_i, η_i) for one draw (less the constants), writing r_i; in four lanes.
 #[inline(always)]
-fn bernoulli_pass<T: WithDType>(eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
+fn pass<T: WithDType, L: Term>(term: L, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (ec, yc, rc) = (eta.chunks_exact(4), y.chunks_exact(4), r.chunks_exact_mut(4));
     let (et, yt) = (ec.remainder(), yc.remainder());
     let mut tail = 0.0;
     for ((e4, y4), r4) in ec.zip(yc).zip(rc) {
         for j in 0..4 {
-            let (v, rj) = bernoulli(e4[j], y4[j].to_f64());
+            let (v, rj) = term.term(e4[j], y4[j].to_f64());
             acc[j] += v;
             r4[j] = rj;
         }
     }
     let done = eta.len() - et.len();
     for (i, (&e, &yi)) in et.iter().zip(yt).enumerate() {
-        let (v, rj) = bernoulli(e, yi.to_f64());
+        let (v, rj) = term.term(e, yi.to_f64());
         tail += v;
         r[done + i] = rj;
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// One block of points [i0, i0 + len) (`y` is the block's slice) for one draw z = (w, b): returns
-/// the block's Σ [y η − softplus(η)] and adds its Xᵀ r and Σ r to `grad` [D + 1].
+/// One block of points [i0, i0 + len) (`y` is the block's slice) for one draw z = (w, b) or w:
+/// returns the block's Σ ℓ and adds its Xᵀ r (and Σ r, with an intercept) to `grad` [z.len()].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn bernoulli_block<T: WithDType>(
+fn block<T: WithDType, L: Term>(
+    term: L,
     x_t: &[T],
     n: usize,
     i0: usize,
@@ -316,75 +484,92 @@ fn bernoulli_block<T: WithDType>(
     r: &mut [f64],
     grad: &mut [f64],
 ) -> f64 {
-    let (k, len) = (z.len(), y.len());
+    let (d, len) = (x_t.len() / n, y.len());
     let (eta, r) = (&mut eta[..len], &mut r[..len]);
-    eta.fill(z[k - 1].to_f64());
-    for (d, &wd) in z[..k - 1].iter().enumerate() {
-        let wd = wd.to_f64();
-        for (e, &x) in eta.iter_mut().zip(&x_t[d * n + i0..d * n + i0 + len]) {
-            *e += wd * x.to_f64();
+    eta.fill(z.get(d).map_or(0.0, |b| b.to_f64()));
+    for (j, &wj) in z[..d].iter().enumerate() {
+        let wj = wj.to_f64();
+        for (e, &x) in eta.iter_mut().zip(&x_t[j * n + i0..j * n + i0 + len]) {
+            *e += wj * x.to_f64();
         }
     }
-    let value = bernoulli_pass(eta, y, r);
-    for (d, g) in grad[..k - 1].iter_mut().enumerate() {
-        *g += dot(&x_t[d * n + i0..d * n + i0 + len], r);
+    let value = pass(term, eta, y, r);
+    for (j, g) in grad[..d].iter_mut().enumerate() {
+        *g += dot(&x_t[j * n + i0..j * n + i0 + len], r);
     }
-    let mut acc = [0.0f64; 4];
-    let rc = r.chunks_exact(4);
-    let tail: f64 = rc.remainder().iter().sum();
-    for r4 in rc {
-        for j in 0..4 {
-            acc[j] += r4[j];
+    if let Some(gb) = grad.get_mut(d) {
+        let mut acc = [0.0f64; 4];
+        let rc = r.chunks_exact(4);
+        let tail: f64 = rc.remainder().iter().sum();
+        for r4 in rc {
+            for j in 0..4 {
+                acc[j] += r4[j];
+            }
         }
+        *gb += (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
     }
-    grad[k - 1] += (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
     value
 }
 
-/// The Bernoulli-logit likelihood of every draw (rows of `z`, [S, D + 1]) into `values` [S], and
-/// the gradients Xᵀ r_s, Σ r_s into `grads` [S, D + 1]: one pass over Xᵀ in blocks of points.
+/// The log-likelihood (less the constants) of every draw (rows of `z`, [S, k], k = D + 1 with an
+/// intercept, D without) into `values` [S], and the gradients into `grads` [S, k]: one pass over
+/// Xᵀ in blocks of points.
 #[inline(always)]
-fn bernoulli_all<T: WithDType>(x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
+fn all<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
     let n = y.len();
-    let k = x_t.len() / n + 1;
+    let k = grads.len() / values.len();
     let (mut eta, mut r) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
     for i0 in (0..n).step_by(BLOCK) {
         let yb = &y[i0..n.min(i0 + BLOCK)];
         for ((zs, v), g) in z.chunks_exact(k).zip(values.iter_mut()).zip(grads.chunks_exact_mut(k)) {
-            *v += bernoulli_block(x_t, n, i0, zs, yb, &mut eta, &mut r, g);
+            *v += block(term, x_t, n, i0, zs, yb, &mut eta, &mut r, g);
         }
     }
 }
 
-/// [`bernoulli_all`] in 4-wide AVX2 registers where the CPU has them. Element by element the
-/// arithmetic is the same on both paths (no fused multiply-adds), so the results are too.
-fn bernoulli_all_wide<T: WithDType>(x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
+/// [`all`] in 4-wide AVX2 registers where the CPU has them. Element by element the arithmetic is
+/// the same on both paths (no fused multiply-adds), so the results are too.
+fn all_wide<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above); the function is safe code.
-            return unsafe { bernoulli_all_avx2(x_t, y, z, values, grads) };
+            return unsafe { all_avx2(term, x_t, y, z, values, grads) };
         }
     }
-    bernoulli_all(x_t, y, z, values, grads)
+    all(term, x_t, y, z, values, grads)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn bernoulli_all_avx2<T: WithDType>(x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
-    bernoulli_all(x_t, y, z, values, grads)
+unsafe fn all_avx2<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
+    all(term, x_t, y, z, values, grads)
 }
 
 impl GlmOp {
-    /// The log-likelihood of each draw [S], and the gradient of each with respect to z [S, D + 1].
-    fn forward<T: WithDType>(&self, z: &[T], x_t: &[T], y: &[T]) -> (Vec<T>, Vec<f64>) {
-        let k = x_t.len() / y.len() + 1;
+    /// The log-likelihood of each draw [S], and the gradient of each with respect to z [S, k].
+    fn forward<T: WithDType>(&self, z: &[T], k: usize, x_t: &[T], y: &[T]) -> (Vec<T>, Vec<f64>) {
         let s = z.len() / k;
         let (mut values, mut grads) = (vec![0.0f64; s], vec![0.0f64; s * k]);
         match self.glm {
-            Glm::BernoulliLogit => bernoulli_all_wide(x_t, y, z, &mut values, &mut grads),
+            Glm::BernoulliLogit => all_wide(Bernoulli, x_t, y, z, &mut values, &mut grads),
+            Glm::NormalIdentity { sd } => {
+                all_wide(Normal { inv_var: 1.0 / (sd * sd) }, x_t, y, z, &mut values, &mut grads)
+            }
+            Glm::PoissonLog => all_wide(Poisson, x_t, y, z, &mut values, &mut grads),
         }
-        (values.into_iter().map(T::from_f64).collect(), grads)
+        if let Some(prior) = self.prior {
+            for ((zs, v), g) in z.chunks_exact(k).zip(&mut values).zip(grads.chunks_exact_mut(k)) {
+                let mut sum_sq = 0.0;
+                for (&zk, gk) in zs.iter().zip(g) {
+                    let zk = zk.to_f64();
+                    sum_sq += zk * zk;
+                    *gk -= prior.precision * zk;
+                }
+                *v += -0.5 * prior.precision * sum_sq + prior.constant;
+            }
+        }
+        (values.into_iter().map(|v| T::from_f64(v + self.constant)).collect(), grads)
     }
 }
 
@@ -392,21 +577,23 @@ impl CustomOp1 for GlmOp {
     fn name(&self) -> &'static str {
         match self.glm {
             Glm::BernoulliLogit => "glm_bernoulli_logit",
+            Glm::NormalIdentity { .. } => "glm_normal_identity",
+            Glm::PoissonLog => "glm_poisson_log",
         }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (s, _) = layout.shape().dims2()?;
+        let (s, k) = layout.shape().dims2()?;
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("{}: expects a contiguous z", self.name());
         };
         let (out, gradients) = match (storage, &*self.data) {
             (CpuStorage::F64(z), HostData::F64 { x_t, y }) => {
-                let (v, r) = self.forward(&z[start..end], x_t, y);
+                let (v, r) = self.forward(&z[start..end], k, x_t, y);
                 (CpuStorage::F64(v), r)
             }
             (CpuStorage::F32(z), HostData::F32 { x_t, y }) => {
-                let (v, r) = self.forward(&z[start..end], x_t, y);
+                let (v, r) = self.forward(&z[start..end], k, x_t, y);
                 (CpuStorage::F32(v), r)
             }
             (other, _) => bail!("{}: z of dtype {:?} does not match the data's", self.name(), other.dtype()),
@@ -446,11 +633,11 @@ mod tests {
         let mut worst = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for i in 0..=120_000 {
             let x = -60.0 + i as f64 * 1e-3;
-            let e = exp_nonpositive(-x.abs());
+            let e = exp(-x.abs());
             worst.0 = worst.0.max((e / (-x.abs()).exp() - 1.0).abs());
             worst.1 = worst.1.max((log1p_unit(e) / e.ln_1p() - 1.0).abs());
             for y in [0.0, 1.0] {
-                let (v, r) = bernoulli(x, y);
+                let (v, r) = Bernoulli.term(x, y);
                 let (vw, rw) = bernoulli_libm(x, y);
                 worst.2 = worst.2.max((v - vw).abs() / vw.abs().max(x.abs()).max(1e-300));
                 worst.3 = worst.3.max((r - rw).abs());
@@ -461,48 +648,143 @@ mod tests {
         assert!(worst.2 < 1e-15, "value: worst relative error {}", worst.2);
         assert!(worst.3 < 1e-15, "residual: worst absolute error {}", worst.3);
         // tails keep their relative accuracy: softplus(−30) = ln(1 + e^(−30)), e^(−700)
-        let sp = -bernoulli(-30.0, 0.0).0;
+        let sp = -Bernoulli.term(-30.0, 0.0).0;
         assert!((sp / (-30f64).exp().ln_1p() - 1.0).abs() < 1e-15, "softplus(−30) = {sp}");
-        assert!((exp_nonpositive(-700.0) / (-700f64).exp() - 1.0).abs() < 1e-14);
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(bernoulli(800.0, 1.0), (0.0, 0.0));
-        assert_eq!(bernoulli(-800.0, 1.0), (-800.0, 1.0));
+        assert!((exp(-700.0) / (-700f64).exp() - 1.0).abs() < 1e-14);
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(Bernoulli.term(800.0, 1.0), (0.0, 0.0));
+        assert_eq!(Bernoulli.term(-800.0, 1.0), (-800.0, 1.0));
     }
 
-    /// The AVX2 path gives the portable one's bits, over several blocks and a partial one; the
-    /// gradient of the blocked pass is Xᵀ r, Σ r.
+    /// e^x for positive x, up to and past f64's overflow at ln(f64::MAX) ≈ 709.78: relative error
+    /// of a few ulps where libm's is finite (the Taylor truncation and the reduction's rounding,
+    /// which grows with |n| ≤ 1024 by about |n| · 2⁻⁵³ · |x|-ish: 1e-14 bounds it), +∞ beyond.
+    #[test]
+    fn exp_is_accurate_up_to_overflow() {
+        let mut worst = 0.0f64;
+        for i in 0..=70_978 {
+            let x = i as f64 * 1e-2;
+            worst = worst.max((exp(x) / x.exp() - 1.0).abs());
+        }
+        assert!(worst < 1e-14, "exp on [0, 709.78]: worst relative error {worst}");
+        let top = f64::MAX.ln(); // 709.782712893384
+        assert!(exp(top - 1e-9).is_finite() && (exp(top - 1e-9) / (top - 1e-9).exp() - 1.0).abs() < 1e-14);
+        for x in [top + 1e-9, 709.9, 710.0, 800.0, 1e300, f64::INFINITY] {
+            assert_eq!(exp(x), f64::INFINITY, "e^{x}");
+        }
+        // the Poisson term at large η is then −∞ with a −∞ residual, not a wrapped finite number
+        assert_eq!(Poisson.term(800.0, 3.0), (f64::NEG_INFINITY, f64::NEG_INFINITY));
+    }
+
+    /// The AVX2 path gives the portable one's bits, over several blocks and a partial one, for
+    /// every GLM, with and without an intercept; the blocked sums equal unblocked ones made from
+    /// libm's terms: Σ ℓ, Xᵀ r and Σ r.
     #[test]
     fn wide_path_matches_the_portable_one() {
         let (n, d) = (2 * BLOCK + 91, 3);
         let x_t: Vec<f64> = (0..n * d).map(|i| ((i as f64) * 0.37).sin() * 3.0).collect();
-        let y: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
-        let z = [0.5, -1.5, 2.0, 0.25, -0.3, 0.1, 0.7, -2.0];
-        let (mut v1, mut g1, mut v2, mut g2) = (vec![0.0; 2], vec![0.0; 8], vec![0.0; 2], vec![0.0; 8]);
-        bernoulli_all_wide(&x_t, &y, &z, &mut v1, &mut g1);
-        bernoulli_all(&x_t, &y, &z, &mut v2, &mut g2);
-        assert_eq!(
-            v1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            v2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            g1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            g2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
-        // the same sums, unblocked, from libm's terms
-        for (s, zs) in z.chunks_exact(d + 1).enumerate() {
-            let (mut value, mut grad) = (0.0, vec![0.0; d + 1]);
-            for i in 0..n {
-                let eta = zs[d] + (0..d).map(|j| zs[j] * x_t[j * n + i]).sum::<f64>();
-                let (v, r) = bernoulli_libm(eta, y[i]);
-                value += v;
-                for j in 0..d {
-                    grad[j] += x_t[j * n + i] * r;
+        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        type Libm = fn(f64, f64) -> (f64, f64);
+        let glms: [(&str, Vec<f64>, Libm); 3] = [
+            ("bernoulli", (0..n).map(|i| (i % 2) as f64).collect(), bernoulli_libm),
+            ("normal", (0..n).map(|i| ((i as f64) * 0.91).cos() * 4.0).collect(), |e, y| {
+                (-0.5 * (y - e).powi(2) / 2.25, (y - e) / 2.25)
+            }),
+            ("poisson", (0..n).map(|i| (i % 5) as f64).collect(), |e, y| (y * e - e.exp(), y - e.exp())),
+        ];
+        for (name, y, libm) in glms {
+            for k in [d + 1, d] {
+                let z: Vec<f64> = [0.5, -0.4, 0.2, 0.25, -0.3, 0.1, 0.7, -0.2][..2 * k].to_vec();
+                let (mut v1, mut g1, mut v2, mut g2) = (vec![0.0; 2], vec![0.0; 2 * k], vec![0.0; 2], vec![0.0; 2 * k]);
+                match name {
+                    "bernoulli" => {
+                        all_wide(Bernoulli, &x_t, &y, &z, &mut v1, &mut g1);
+                        all(Bernoulli, &x_t, &y, &z, &mut v2, &mut g2);
+                    }
+                    "normal" => {
+                        all_wide(Normal { inv_var: 1.0 / 2.25 }, &x_t, &y, &z, &mut v1, &mut g1);
+                        all(Normal { inv_var: 1.0 / 2.25 }, &x_t, &y, &z, &mut v2, &mut g2);
+                    }
+                    _ => {
+                        all_wide(Poisson, &x_t, &y, &z, &mut v1, &mut g1);
+                        all(Poisson, &x_t, &y, &z, &mut v2, &mut g2);
+                    }
                 }
-                grad[d] += r;
+                assert_eq!(bits(&v1), bits(&v2), "{name}, k = {k}");
+                assert_eq!(bits(&g1), bits(&g2), "{name}, k = {k}");
+                for (s, zs) in z.chunks_exact(k).enumerate() {
+                    let (mut value, mut grad, mut scale) = (0.0, vec![0.0; k], 0.0f64);
+                    for i in 0..n {
+                        let b = if k > d { zs[d] } else { 0.0 };
+                        let eta = b + (0..d).map(|j| zs[j] * x_t[j * n + i]).sum::<f64>();
+                        let (v, r) = libm(eta, y[i]);
+                        value += v;
+                        scale += v.abs() + r.abs() * 3.0;
+                        for j in 0..d {
+                            grad[j] += x_t[j * n + i] * r;
+                        }
+                        if k > d {
+                            grad[d] += r;
+                        }
+                    }
+                    assert!((v1[s] - value).abs() <= 1e-13 * scale, "{name} draw {s}: {} vs {value}", v1[s]);
+                    for j in 0..k {
+                        let got = g1[s * k + j];
+                        assert!(
+                            (got - grad[j]).abs() <= 1e-13 * scale,
+                            "{name} draw {s}, coordinate {j}: {got} vs {}",
+                            grad[j]
+                        );
+                    }
+                }
             }
-            assert!((v1[s] - value).abs() <= 1e-12 * value.abs(), "draw {s}: {} vs {value}", v1[s]);
-            for j in 0..=d {
-                assert!((g1[s * (d + 1) + j] - grad[j]).abs() <= 1e-12 * value.abs(), "draw {s}, coordinate {j}");
+        }
+    }
+
+    /// The composition (the path off the CPU, reached here directly) gives the fused op's values
+    /// and gradients in f64 to rounding, for every GLM, with and without intercept and prior.
+    #[test]
+    fn composite_path_matches_the_fused_op() {
+        let (n, d) = (37, 3);
+        let x = Tensor::from_vec((0..n * d).map(|i| ((i as f64) * 0.61).sin() * 2.0).collect(), (n, d), &Device::Cpu)
+            .unwrap();
+        let z = Tensor::from_vec(
+            (0..2 * (d + 1)).map(|i| ((i as f64) * 0.9).cos() * 0.7).collect(),
+            (2, d + 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let labels: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+        let reals: Vec<f64> = (0..n).map(|i| ((i as f64) * 1.3).cos() * 3.0).collect();
+        let counts: Vec<f64> = (0..n).map(|i| (i % 4) as f64).collect();
+        let glms = [(Glm::BernoulliLogit, labels), (Glm::NormalIdentity { sd: 0.8 }, reals), (Glm::PoissonLog, counts)];
+        for (glm, y) in glms {
+            let y = Tensor::from_vec(y, n, &Device::Cpu).unwrap();
+            for intercept in [true, false] {
+                let lik = GlmLikelihood::new(glm, &x, &y).unwrap();
+                let lik = if intercept { lik } else { lik.without_intercept() };
+                let z = z.narrow(1, 0, lik.dim()).unwrap().contiguous().unwrap();
+                for prior_sd in [None, Some(2.0)] {
+                    let run = |fused: bool| {
+                        let v = candle_core::Var::from_tensor(&z).unwrap();
+                        let out = if fused {
+                            lik.apply(v.as_tensor(), prior_sd)
+                        } else {
+                            lik.composite(v.as_tensor(), prior_sd.map(|sd| NormalPrior::new(sd, lik.dim())))
+                        }
+                        .unwrap();
+                        let g = out.sum_all().unwrap().backward().unwrap();
+                        let g = g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                        (out.to_vec1::<f64>().unwrap(), g)
+                    };
+                    let ((vf, gf), (vc, gc)) = (run(true), run(false));
+                    for (a, b) in vf.iter().chain(&gf).zip(vc.iter().chain(&gc)) {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                            "{glm:?}, intercept {intercept}, prior {prior_sd:?}: {a} vs {b}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! - [`LinearRegression`]: conjugate Bayesian linear regression with known noise, with its exact
 //!   posterior and log evidence;
+//! - [`EightSchools`]: the non-centred hierarchical model of Rubin's eight schools, with a fused
+//!   log joint;
 //! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1);
 //! - [`GaussianMixture`]: the Bayesian isotropic Gaussian mixture with the assignments summed out
 //!   (an [`elbo::Model`] with named latents `w`, `mu`, `sigma`; supports minibatches);
@@ -13,12 +15,14 @@
 mod adam;
 mod data;
 pub mod dense;
+mod eight_schools;
 mod gaussian_mixture;
 pub mod idx;
 mod linear_regression;
 mod logistic_regression;
 mod vae;
 
+pub use eight_schools::EightSchools;
 pub use gaussian_mixture::{GaussianMixture, GmmTruth};
 pub use linear_regression::{ExactPosterior, LinearRegression};
 pub use logistic_regression::LogisticRegression;

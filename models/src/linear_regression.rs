@@ -5,8 +5,14 @@
 //! posterior:  w | y ~ N(m, Σ),  Σ⁻¹ = XᵀX / σ² + I / τ²,  m = Σ Xᵀ y / σ²
 //! evidence:   log p(y) = log p(y, m) + D/2 · log 2π − ½ log det Σ⁻¹
 //! ```
+//!
+//! There is no intercept (as in the peers' `linreg`): the likelihood is
+//! [`elbo::glm::GlmLikelihood`]'s fused Normal-identity op without its intercept, so z = w, with the
+//! prior in the same op ([`elbo::glm::GlmLikelihood::log_joint_normal_prior`]); its backward pass
+//! computes the gradient for w only, never for X.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
+use elbo::glm::GlmLikelihood;
 use elbo::linalg::{self, to_f64_vec};
 use elbo::special::HALF_LN_2PI;
 use elbo::{LogJoint, Result};
@@ -42,6 +48,7 @@ pub struct LinearRegression {
     y: Tensor,
     prior_sd: f64,
     noise_sd: f64,
+    likelihood: GlmLikelihood,
 }
 
 /// The exact Gaussian posterior N(mean, cov) and the log evidence log p(y).
@@ -64,7 +71,8 @@ impl LinearRegression {
         check_design("LinearRegression", x, y)?;
         check_sd("prior_sd", prior_sd)?;
         check_sd("noise_sd", noise_sd)?;
-        Ok(LinearRegression { x_t: x.t()?.contiguous()?, y: y.clone(), prior_sd, noise_sd })
+        let likelihood = GlmLikelihood::normal_identity(x, y, noise_sd)?.without_intercept();
+        Ok(LinearRegression { x_t: x.t()?.contiguous()?, y: y.clone(), prior_sd, noise_sd, likelihood })
     }
 
     /// Simulated data: X ~ N(0, 1) `[n, d]`, true w ~ N(0, 1), y = X w + σ ε, with τ = 10, σ = 1,
@@ -82,11 +90,8 @@ impl LinearRegression {
 
     /// The same model with its data in `dtype` on `device`.
     pub fn to(&self, dtype: DType, device: &Device) -> Result<Self> {
-        Ok(LinearRegression {
-            x_t: self.x_t.to_dtype(dtype)?.to_device(device)?,
-            y: self.y.to_dtype(dtype)?.to_device(device)?,
-            ..self.clone()
-        })
+        let x = self.x_t.t()?.to_dtype(dtype)?.to_device(device)?;
+        LinearRegression::new(&x, &self.y.to_dtype(dtype)?.to_device(device)?, self.prior_sd, self.noise_sd)
     }
 
     /// The exact posterior and log evidence, computed on the host in f64.
@@ -119,11 +124,6 @@ impl LogJoint for LinearRegression {
     }
 
     fn log_joint(&self, w: &Tensor) -> candle_core::Result<Tensor> {
-        let (d, n) = self.x_t.dims2()?;
-        let (t, s) = (self.prior_sd, self.noise_sd);
-        let log_prior = ((w.sqr()?.sum(D::Minus1)? * (-0.5 / (t * t)))? - d as f64 * (t.ln() + HALF_LN_2PI))?;
-        let resid = w.matmul(&self.x_t)?.broadcast_sub(&self.y.unsqueeze(0)?)?; // [S, N]
-        let log_lik = ((resid.sqr()?.sum(D::Minus1)? * (-0.5 / (s * s)))? - n as f64 * (s.ln() + HALF_LN_2PI))?;
-        log_prior + log_lik
+        self.likelihood.log_joint_normal_prior(w, self.prior_sd)
     }
 }

@@ -6,12 +6,11 @@
 //! ```
 //!
 //! The latent vector is z = (w_1, …, w_D, b), length D + 1. The likelihood is
-//! [`elbo::glm::GlmLikelihood`]'s fused Bernoulli-logit op on the CPU (its backward computes the
-//! gradient for z only, never for X).
+//! [`elbo::glm::GlmLikelihood`]'s fused Bernoulli-logit op on the CPU, with the N(0, 1) priors in
+//! the same op (its backward computes the gradient for z only, never for X).
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use elbo::glm::GlmLikelihood;
-use elbo::special::HALF_LN_2PI;
 use elbo::{LogJoint, Result};
 
 use crate::data::check_design;
@@ -53,8 +52,6 @@ impl LogJoint for LogisticRegression {
     }
 
     fn log_joint(&self, z: &Tensor) -> candle_core::Result<Tensor> {
-        let log_lik = self.likelihood.log_likelihood(z)?;
-        let log_prior = ((z.sqr()?.sum(D::Minus1)? * -0.5)? - self.dim() as f64 * HALF_LN_2PI)?;
-        log_prior + log_lik
+        self.likelihood.log_joint_normal_prior(z, 1.0)
     }
 }
