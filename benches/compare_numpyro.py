@@ -13,6 +13,11 @@ AutoNormal (mean-field) and AutoMultivariateNormal (full-rank), f64.
   --model tiny: S = 1 on linreg (N=200, D=10) and eight_schools (D=10), scans of 10,000 steps, plus
       one end-to-end `svi.run` of 10,000 steps per model (AutoNormal: set-up, compile, steps); then
       `cargo bench --bench tiny`.
+  --model table: issue 7's table, every model beside NumPyro at S = 1 (the per-step rows above for
+      linreg, eight_schools, logreg, gmm and gmm_large, both families), the goal of each row, and
+      the time of a whole mean-field fit beside NumPyro's end-to-end `svi.run` of the same number of
+      steps; runs `cargo bench` for tiny, logreg, gmm and deterministic's fit/logreg/advi-5000.
+      `benches/compare.sh` is this mode.
   --model fits: time to the answer on linreg, logreg and gmm: NumPyro's AutoNormal `svi.run` of
       5,000 steps (end to end, and the compiled scan alone) with its ELBO on 1,000 fresh draws; then
       `cargo bench --bench deterministic` (elbo's DADVI, Laplace, and ADVI at 5,000 steps and by its
@@ -206,6 +211,63 @@ def fits_table(args) -> None:
         print(f"| {name} | " + " | ".join(f"{v:.3g}" for v in cells) + " |")
 
 
+def numpyro_logreg_fit(steps: int) -> float:
+    """One end-to-end AutoNormal svi.run on logreg (set-up and compile included), seconds."""
+    import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+
+    M, margs = load("logreg")
+    t0 = time.perf_counter()
+    svi = SVI(M.logreg, AutoNormal(M.logreg), numpyro.optim.Adam(step_size=0.01), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(0), steps, *margs, progress_bar=False)
+    jax.block_until_ready(result.params)
+    return time.perf_counter() - t0
+
+
+def full_table(args) -> None:
+    """Issue 7's table: per step at S = 1 for every model and family, and whole fits."""
+    tiny = numpyro_tiny_times(args.repeats)
+    logreg = numpyro_times(args.steps, args.repeats)
+    gmm = numpyro_gmm_times(args.repeats)
+    logreg_fit = numpyro_logreg_fit(5000)
+    if not args.skip_cargo:
+        for bench in (["tiny"], ["logreg"], ["gmm"], ["deterministic", "--", "fit/logreg/advi-5000"]):
+            subprocess.run(["cargo", "bench", "--bench", *bench], cwd=ROOT, check=True)
+    rows = []  # (model, family, NumPyro µs, elbo µs, goal)
+    for name in ("linreg", "eight_schools"):
+        for family in ("meanfield", "fullrank"):
+            rows.append((name, family, tiny[f"{name}/{family}"]["us_per_step"],
+                         criterion_us("tiny-step", f"{name}/{family}"), 1.0))
+    for family in ("meanfield", "fullrank"):
+        rows.append(("logreg", family, logreg[f"{family}/S1"]["us_per_step"],
+                     criterion_us("logreg-mimalloc", f"{family}/S1"), 0.5))
+    for name in ("gmm", "gmm_large"):
+        for family in ("meanfield", "fullrank"):
+            rows.append((name, family, gmm[f"{name}/{family}"]["us_per_step"],
+                         criterion_us("gmm-step", f"{name}/{family}"), 0.5))
+    print("| model | family | NumPyro svi.run µs/step | elbo µs/step | elbo / NumPyro | goal | met |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for name, family, p, ours, goal in rows:
+        ratio = ours / p
+        print(f"| {name} | {family} | {p:.1f} | {ours:.1f} | {ratio:.2f} | ≤ {goal:g} | {'yes' if ratio <= goal else 'no'} |")
+    print()
+    fits = (  # model, steps, NumPyro end to end s, elbo criterion (group, id)
+        ("linreg", 10_000, tiny["linreg/fit"]["fit_s"], ("tiny-fit", "linreg/meanfield")),
+        ("eight_schools", 10_000, tiny["eight_schools/fit"]["fit_s"], ("tiny-fit", "eight_schools/meanfield")),
+        ("logreg", 5_000, logreg_fit, ("fit", "logreg/advi-5000")),
+        ("gmm", 5_000, gmm["gmm/meanfield"]["fit_s"], ("gmm-fit", "gmm/meanfield")),
+        ("gmm_large (elbo: minibatches of 1,000)", 2_000, gmm["gmm_large/meanfield"]["fit_s"],
+         ("gmm-fit", "gmm_large/meanfield/batch1000")),
+    )
+    print("| mean-field fit | steps | NumPyro svi.run end to end s | elbo fit s | elbo / NumPyro |")
+    print("|---|---:|---:|---:|---:|")
+    for name, steps, p, (group, bench_id) in fits:
+        ours = criterion_us(group, bench_id) / 1e6
+        print(f"| {name} | {steps} | {p:.2f} | {ours:.3f} | {ours / p:.3f} |")
+
+
 def criterion_us(group: str, bench_id: str) -> float:
     pattern = os.path.join(ROOT, "target", "criterion", group, bench_id.replace("/", "_"), "new", "estimates.json")
     paths = glob.glob(pattern)
@@ -217,7 +279,7 @@ def criterion_us(group: str, bench_id: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=("logreg", "gmm", "fits", "tiny"), default="logreg")
+    ap.add_argument("--model", choices=("logreg", "gmm", "fits", "tiny", "table"), default="logreg")
     ap.add_argument("--steps", type=int, default=2000, help="NumPyro scan length per timing run (logreg)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cargo", action="store_true", help="reuse the last criterion results")
@@ -227,6 +289,9 @@ def main() -> None:
         return
     if args.model == "fits":
         fits_table(args)
+        return
+    if args.model == "table":
+        full_table(args)
         return
     if args.model == "tiny":
         tiny_table(args)
