@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod adam;
+mod captured;
 mod data;
 pub mod dense;
 mod gaussian_mixture;
