@@ -8,8 +8,7 @@
 //!
 //! The same update as `elbo::optim` (same formula, same order of operations per element), but as
 //! one loop instead of a dozen tensor ops each allocating a weight-sized tensor, and with
-//! subnormal moments flushed to 0 (see `adam_loop`); large weights are split over candle's CPU
-//! threads (see `update_f32_parallel`). Off the CPU the trainer uses
+//! subnormal moments flushed to 0 (see `adam_loop`). Off the CPU the trainer uses
 //! `elbo::optim::OptimizerState` instead.
 
 use std::cell::RefCell;
