@@ -13,8 +13,7 @@
 
 use std::cell::RefCell;
 
-use candle_core::backprop::GradStore;
-use candle_core::{bail, CpuStorage, DType, InplaceOp2, Layout, Var};
+use candle_core::{bail, CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use elbo::{Error, Result};
 
 /// Adam's first and second moments of one parameter, on the host.
@@ -47,15 +46,16 @@ impl FusedAdam {
         Ok(FusedAdam { vars, moments, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0 })
     }
 
-    /// One step with learning rate `lr` on the loss whose gradients are `grads`.
-    pub(crate) fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+    /// One step with learning rate `lr` on the loss whose gradient with respect to a parameter is
+    /// `grad(parameter)` (`None`: no gradient, the parameter is left alone).
+    pub(crate) fn step<'g>(&mut self, grad: impl Fn(&Tensor) -> Option<&'g Tensor>, lr: f64) -> Result<()> {
         self.t += 1;
         let c1 = 1.0 - self.beta1.powi(self.t);
         let c2 = 1.0 - self.beta2.powi(self.t);
         let step_size = lr * c2.sqrt() / c1;
         let eps_hat = self.eps * c2.sqrt();
         for (var, moments) in self.vars.iter().zip(&mut self.moments) {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grad(var.as_tensor()) else { continue };
             let g = g.contiguous()?;
             let kernel =
                 Kernel { moments: RefCell::new(moments), beta1: self.beta1, beta2: self.beta2, step_size, eps_hat };
@@ -163,7 +163,7 @@ mod tests {
         for _ in 0..50 {
             let ga = (a.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
             let gb = (b.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            fused.step(&ga, 0.01).unwrap();
+            fused.step(|t| ga.get(t), 0.01).unwrap();
             plain.step(&gb, 0.01).unwrap();
         }
         let (a, b) = (a.as_tensor().to_vec1::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());

@@ -11,12 +11,15 @@
 //! activation) and its backward also computes ∂L/∂x for the data, which a VAE's first layer throws
 //! away (a quarter of a training step's matrix products). As one custom op it is one node, its
 //! backward skips ∂L/∂x when x is data, and W is stored [in, out] so no product needs a transpose.
+//! In the VAE trainer's backward pass (`captured.rs`), ∂L/∂W and ∂L/∂b bypass candle's gradient store.
 //! Off the CPU (or for dtypes other than f32/f64) the layer is the plain composition of candle ops.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Module, Shape, Tensor, Var,
 };
+
+use crate::captured;
 
 /// The activation of a [`Dense`] layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +120,7 @@ impl CustomOp3 for DenseOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -128,7 +131,8 @@ impl CustomOp3 for DenseOp {
         let dw = x.t()?.matmul(&g)?;
         let db = g.apply_op1_no_bwd(&ColumnSum)?;
         let dx = if x.track_op() { Some(g.matmul(&w.t()?)?) } else { None };
-        Ok((dx, Some(dw), Some(db)))
+        // kept out of candle's GradStore inside `captured::backward` (the zero-fill and add it saves)
+        Ok((dx, captured::offer(w, dw)?, captured::offer(b, db)?))
     }
 }
 

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod adam;
+mod captured;
 mod data;
 pub mod dense;
 mod eight_schools;

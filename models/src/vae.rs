@@ -31,6 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::adam::FusedAdam;
+use crate::captured;
 use crate::dense::{Activation, Dense};
 
 /// The RNG stream of a seed that initialises the weights (apart from [`Stream`]'s).
@@ -483,10 +484,12 @@ impl VaeTrainer {
                 detail: format!("the batch ELBO is {elbo} (KL {kl}); lower the learning rate"),
             });
         }
-        let grads = loss.backward()?;
         match &mut self.opt {
-            Adam::Fused(adam) => adam.step(&grads, self.lr)?,
-            Adam::Tensors(adam) => adam.step(&grads, self.lr)?,
+            Adam::Fused(adam) => {
+                let grads = captured::backward(&loss)?;
+                adam.step(|t| grads.get(t), self.lr)?
+            }
+            Adam::Tensors(adam) => adam.step(&loss.backward()?, self.lr)?,
         }
         self.steps += 1;
         Ok(StepStats { elbo, kl })

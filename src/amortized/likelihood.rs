@@ -122,31 +122,34 @@ fn bernoulli_grad_f64(l: f64, x: f64) -> f64 {
 }
 
 /// Σ over each row of f(l, x) (contiguous storages; rows of length `p`), accumulated in 8 lanes
-/// so that the loop vectorises.
+/// so that the loop vectorises. Plain loops, not `map`/`collect`: an iterator adapter's `fold` is
+/// a function of its own that is not inlined into the AVX2 caller, and so runs without AVX2.
 #[inline(always)]
 fn row_sums<T, F>(l: &[T], x: &[T], p: usize, f: F) -> Vec<T>
 where
     T: Copy + Default + std::ops::Add<Output = T>,
     F: Fn(T, T) -> T + Copy,
 {
-    l.chunks_exact(p)
-        .zip(x.chunks_exact(p))
-        .map(|(lr, xr)| {
-            let mut acc = [T::default(); 8];
-            let (lc, xc) = (lr.chunks_exact(8), xr.chunks_exact(8));
-            let (lt, xt) = (lc.remainder(), xc.remainder());
-            for (l8, x8) in lc.zip(xc) {
-                for i in 0..8 {
-                    acc[i] = acc[i] + f(l8[i], x8[i]);
-                }
+    let mut sums = Vec::with_capacity(l.len() / p);
+    for (lr, xr) in l.chunks_exact(p).zip(x.chunks_exact(p)) {
+        let mut acc = [T::default(); 8];
+        let (lc, xc) = (lr.chunks_exact(8), xr.chunks_exact(8));
+        let (lt, xt) = (lc.remainder(), xc.remainder());
+        for (l8, x8) in lc.zip(xc) {
+            for i in 0..8 {
+                acc[i] = acc[i] + f(l8[i], x8[i]);
             }
-            let mut total = lt.iter().zip(xt).fold(T::default(), |a, (&l, &x)| a + f(l, x));
-            for a in acc {
-                total = total + a;
-            }
-            total
-        })
-        .collect()
+        }
+        let mut total = T::default();
+        for (&l, &x) in lt.iter().zip(xt) {
+            total = total + f(l, x);
+        }
+        for a in acc {
+            total = total + a;
+        }
+        sums.push(total);
+    }
+    sums
 }
 
 /// The contiguous slice of a storage's layout, or an error.
@@ -216,9 +219,11 @@ where
     T: Copy + std::ops::Mul<Output = T>,
     F: Fn(T, T) -> T + Copy,
 {
-    let mut out = Vec::with_capacity(l.len());
-    for ((lr, xr), &gr) in l.chunks_exact(p).zip(x.chunks_exact(p)).zip(g) {
-        out.extend(lr.iter().zip(xr).map(|(&l, &x)| gr * f(l, x)));
+    let mut out = l.to_vec(); // overwritten below; plain loops for the reason given at `row_sums`
+    for ((or, xr), &gr) in out.chunks_exact_mut(p).zip(x.chunks_exact(p)).zip(g) {
+        for (o, &x) in or.iter_mut().zip(xr) {
+            *o = gr * f(*o, x);
+        }
     }
     out
 }
