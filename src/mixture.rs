@@ -616,6 +616,46 @@ mod tests {
         (v, ga, gm, gb)
     }
 
+    /// The composition (the path off the CPU) is the fused op's formula: values and gradients in
+    /// f64, on all points and on rows.
+    #[test]
+    fn composition_matches_the_fused_op() {
+        use candle_core::Var;
+        let (n, d, k, s) = (37, 2, 3, 2);
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec((0..n * d).map(|i| ((i as f64) * 0.61).sin() * 3.0).collect(), (n, d), &dev).unwrap();
+        let lik = MixtureLikelihood::new(&x).unwrap();
+        let a = Var::from_vec((0..s * k).map(|i| -1.0 - 0.2 * (i as f64).cos()).collect(), (s, k), &dev).unwrap();
+        let m =
+            Var::from_vec((0..s * k * d).map(|i| 2.0 * ((i as f64) * 0.7).cos()).collect(), (s, k, d), &dev).unwrap();
+        let b = Var::from_vec((0..s * k).map(|i| 0.3 * (i as f64).sin()).collect(), (s, k), &dev).unwrap();
+        let rows = Tensor::new(&[3u32, 0, 36, 3, 17], &dev).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let run = |f: &dyn Fn() -> candle_core::Result<Tensor>| {
+            let out = f().unwrap();
+            let g = out.sum_all().unwrap().backward().unwrap();
+            let mut all = flat(&out);
+            for v in [&a, &m, &b] {
+                all.extend(flat(g.get(v.as_tensor()).unwrap()));
+            }
+            all
+        };
+        let (at, mt, bt) = (a.as_tensor(), m.as_tensor(), b.as_tensor());
+        let pairs = [
+            (run(&|| lik.log_likelihood(at, mt, bt)), run(&|| composite(at, mt, bt, &lik.x, &lik.x_sq))),
+            (
+                run(&|| lik.log_likelihood_rows(at, mt, bt, &rows)),
+                run(&|| composite(at, mt, bt, &lik.x.index_select(&rows, 0)?, &lik.x_sq.index_select(&rows, 0)?)),
+            ),
+        ];
+        for (fused, comp) in pairs {
+            let scale = comp.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for (p, q) in fused.iter().zip(&comp) {
+                assert!((p - q).abs() <= 1e-12 * scale, "fused {p}, composition {q}");
+            }
+        }
+    }
+
     /// The AVX2 path gives the portable one's bits, over several blocks and a partial one, with and
     /// without rows; both agree with the unblocked libm reference.
     #[test]
