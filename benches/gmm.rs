@@ -5,7 +5,10 @@
 //! - `gmm-step`: µs per ADVI step for both families on both sizes, and on gmm_large with minibatches
 //!   of 1,000 points;
 //! - `gmm-fit`: a whole fit as a user runs it (init with k-means++ means, 5,000 steps on gmm; 2,000
-//!   minibatch steps on gmm_large), which is the time to the converged answer.
+//!   minibatch steps on gmm_large), which is the time to the converged answer;
+//! - `gmm-parts`: where a full-rank step's time goes on both sizes: the mixture likelihood alone
+//!   (`elbo::mixture`, forward and backward), the model's log joint (forward; forward and backward
+//!   to z), and the whole ADVI step.
 //!
 //! `benches/compare_numpyro.py --model gmm` runs NumPyro on the same data in the same run and sets
 //! the two side by side.
@@ -78,5 +81,37 @@ fn steps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, steps);
+/// Where a step's time goes (module doc), full-rank, S = 1, at the k-means++ means.
+fn parts(c: &mut Criterion) {
+    elbo::runtime::default_threads();
+    let mut g = c.benchmark_group("gmm-parts");
+    g.sample_size(20);
+    for (name, n) in [("gmm", 1_000), ("gmm_large", 100_000)] {
+        let model = data(name, n);
+        let (k, d) = (model.k(), model.d());
+        let lik = elbo::mixture::MixtureLikelihood::new(model.x()).unwrap();
+        let dev = Device::Cpu;
+        let log_w = candle_core::Var::from_tensor(&Tensor::full(-(k as f64).ln(), (1, k), &dev).unwrap()).unwrap();
+        let mu = candle_core::Var::from_vec(model.initial_means(0), (1, k, d), &dev).unwrap();
+        let log_sigma = candle_core::Var::zeros((1, k), DType::F64, &dev).unwrap();
+        g.bench_function(format!("{name}/likelihood-forward-backward"), |b| {
+            b.iter(|| {
+                let lp = lik.log_likelihood(log_w.as_tensor(), mu.as_tensor(), log_sigma.as_tensor()).unwrap();
+                lp.sum_all().unwrap().backward().unwrap()
+            })
+        });
+        let advi = advi(FullRank, &model, usize::MAX);
+        let mut state = advi.init(&model).unwrap();
+        let z = state.q.loc().unwrap().unsqueeze(0).unwrap();
+        let z_leaf = candle_core::Var::from_tensor(&z).unwrap();
+        g.bench_function(format!("{name}/log_joint-forward"), |b| b.iter(|| model.log_joint(&z).unwrap()));
+        g.bench_function(format!("{name}/log_joint-forward-backward"), |b| {
+            b.iter(|| model.log_joint(z_leaf.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap())
+        });
+        g.bench_function(format!("{name}/advi-step"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, steps, parts);
 criterion_main!(benches);

@@ -27,8 +27,8 @@
 //! by the incoming gradient (so a forward pass without a backward one does the gradient's work for
 //! nothing). candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect
 //! to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses;
-//! here there is none. e^x and ln(1 + t) are branch-free polynomials (accurate to a few ulps in
-//! f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64
+//! here there is none. e^x and ln(1 + t) are branch-free polynomials ([`crate::simd`], accurate to a
+//! few ulps in f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64
 //! in both dtypes (f32 results are rounded once at the end). On every other device and dtype the
 //! likelihood is the same formula as a composition of candle ops ([`crate::special::softplus`]),
 //! differentiated by autodiff.
@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
 
+use crate::simd::{exp, log1p_unit};
 use crate::special::{softplus, HALF_LN_2PI};
 use crate::{Error, Result};
 
@@ -321,82 +322,6 @@ fn dot<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
         }
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
-/// 1/k!, k = 0..13: the Taylor coefficients of e^r.
-const INV_FACTORIAL: [f64; 14] = [
-    1.0,
-    1.0,
-    1.0 / 2.0,
-    1.0 / 6.0,
-    1.0 / 24.0,
-    1.0 / 120.0,
-    1.0 / 720.0,
-    1.0 / 5_040.0,
-    1.0 / 40_320.0,
-    1.0 / 362_880.0,
-    1.0 / 3_628_800.0,
-    1.0 / 39_916_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 6_227_020_800.0,
-];
-
-/// 1/(2k + 1), k = 0..16: the coefficients of atanh(s)/s in s².
-const INV_ODD: [f64; 17] = [
-    1.0,
-    1.0 / 3.0,
-    1.0 / 5.0,
-    1.0 / 7.0,
-    1.0 / 9.0,
-    1.0 / 11.0,
-    1.0 / 13.0,
-    1.0 / 15.0,
-    1.0 / 17.0,
-    1.0 / 19.0,
-    1.0 / 21.0,
-    1.0 / 23.0,
-    1.0 / 25.0,
-    1.0 / 27.0,
-    1.0 / 29.0,
-    1.0 / 31.0,
-    1.0 / 33.0,
-];
-
-/// e^x in f64, branch-free so that loops over it vectorise: x = n ln 2 + r with |r| ≤ ½ ln 2
-/// (Cody–Waite, fdlibm's split of ln 2), e^r by its Taylor series to r¹³ (truncation < 1e-17
-/// relative), 2ⁿ from the exponent bits. Above ln(f64::MAX) ≈ 709.78 the result is +∞, as libm's;
-/// inputs below −708 give e^(−708) (≈ 3e-308) instead of a subnormal.
-#[inline(always)]
-fn exp(x: f64) -> f64 {
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 · 2⁵²: adding and subtracting it rounds
-    let x = x.clamp(-708.0, 710.0); // n = round(x / ln 2) ∈ [−1021, 1024]
-    let shifted = x * std::f64::consts::LOG2_E + ROUND; // its low mantissa bits hold n
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = INV_FACTORIAL[13];
-    for &c in INV_FACTORIAL[..13].iter().rev() {
-        p = p * r + c;
-    }
-    // 2ⁿ⁻¹: n + 1022 ∈ [1, 2046] into the exponent field (integer adds and shifts, no float-to-int
-    // conversion, which AVX2 lacks for f64); (2p) 2ⁿ⁻¹ is exact where e^x is a normal number, and
-    // +∞ where it overflows
-    let half_scale = f64::from_bits(shifted.to_bits().wrapping_add(1022) << 52);
-    (2.0 * p) * half_scale
-}
-
-/// ln(1 + t) for t ∈ [0, 1] in f64, branch-free: 2 atanh(s) with s = t / (2 + t) ≤ ⅓ as an odd
-/// series to s³³ (truncation < 2e-17 relative), so small t keep full relative accuracy.
-#[inline(always)]
-fn log1p_unit(t: f64) -> f64 {
-    let s = t / (2.0 + t);
-    let s2 = s * s;
-    let mut p = INV_ODD[16];
-    for &c in INV_ODD[..16].iter().rev() {
-        p = p * s2 + c;
-    }
-    2.0 * s * p
 }
 
 /// One data point's term of the log-likelihood without its constant, and its derivative in η.
