@@ -27,7 +27,7 @@
 //! by the incoming gradient (so a forward pass without a backward one does the gradient's work for
 //! nothing). candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect
 //! to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses;
-//! here there is none. e^x and ln(1 + t) are branch-free polynomials ([`crate::simd`], accurate to a
+//! here there is none. e^x and ln(1 + t) are branch-free polynomials (`crate::simd`, accurate to a
 //! few ulps in f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64
 //! in both dtypes (f32 results are rounded once at the end). On every other device and dtype the
 //! likelihood is the same formula as a composition of candle ops ([`crate::special::softplus`]),
