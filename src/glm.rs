@@ -33,11 +33,12 @@
 //! likelihood is the same formula as a composition of candle ops ([`crate::special::softplus`]),
 //! differentiated by autodiff.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
 
+use crate::kept_gradient::KeptGradient;
 use crate::simd::{exp, log1p_unit};
 use crate::special::{softplus, HALF_LN_2PI};
 use crate::{Error, Result};
@@ -255,7 +256,7 @@ impl GlmLikelihood {
                 constant: self.constant,
                 prior,
                 data: host.clone(),
-                gradients: Mutex::new(None),
+                gradients: KeptGradient::new("GLM"),
             }),
             _ => self.composite(z, prior),
         }
@@ -303,7 +304,7 @@ struct GlmOp {
     constant: f64,
     prior: Option<NormalPrior>,
     data: Arc<HostData>,
-    gradients: Mutex<Option<Vec<f64>>>,
+    gradients: KeptGradient,
 }
 
 /// Points per block: a block of Xᵀ (D rows of `BLOCK` values) stays in cache from η to Xᵀ r, and
@@ -523,22 +524,12 @@ impl CustomOp1 for GlmOp {
             }
             (other, _) => bail!("{}: z of dtype {:?} does not match the data's", self.name(), other.dtype()),
         };
-        *self.gradients.lock().map_err(|_| candle_core::Error::Msg("GLM gradients: poisoned lock".into()))? =
-            Some(gradients);
+        self.gradients.keep(gradients)?;
         Ok((out, Shape::from(s)))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let guard =
-            self.gradients.lock().map_err(|_| candle_core::Error::Msg("GLM gradients: poisoned lock".into()))?;
-        let Some(gradients) = guard.as_ref() else {
-            bail!("{}: backward before forward", self.name());
-        };
-        let g: Vec<f64> = grad.to_dtype(DType::F64)?.to_vec1()?;
-        let k = arg.dim(1)?;
-        let scaled: Vec<f64> =
-            gradients.chunks_exact(k).zip(&g).flat_map(|(row, &gs)| row.iter().map(move |&v| gs * v)).collect();
-        Tensor::from_vec(scaled, arg.shape(), arg.device())?.to_dtype(arg.dtype()).map(Some)
+        self.gradients.backward(arg, grad).map(Some)
     }
 }
 

@@ -40,6 +40,7 @@ pub mod error;
 pub mod family;
 pub mod fit;
 pub mod glm;
+pub mod kept_gradient;
 pub mod latent;
 pub mod linalg;
 pub mod map;

@@ -19,10 +19,11 @@
 //! of the composition, each with its own allocations and backward node. Elsewhere it is that
 //! composition ([`EightSchools::log_joint_composite`]), differentiated by autodiff.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
+use elbo::kept_gradient::KeptGradient;
 use elbo::latent::Latents;
 use elbo::special::{softplus, HALF_LN_2PI};
 use elbo::{Error, LogJoint, Result};
@@ -154,7 +155,7 @@ impl LogJoint for EightSchools {
             (Device::Cpu, DType::F64 | DType::F32) => z.contiguous()?.apply_op1(EightSchoolsOp {
                 constant: self.constant,
                 data: self.host.clone(),
-                gradients: Mutex::new(None),
+                gradients: KeptGradient::new("eight schools"),
             }),
             _ => self.log_joint_composite(z),
         }
@@ -170,7 +171,7 @@ impl LogJoint for EightSchools {
 struct EightSchoolsOp {
     constant: f64,
     data: Arc<(Vec<f64>, Vec<f64>)>,
-    gradients: Mutex<Option<Vec<f64>>>,
+    gradients: KeptGradient,
 }
 
 impl EightSchoolsOp {
@@ -234,21 +235,11 @@ impl CustomOp1 for EightSchoolsOp {
             }
             other => bail!("{}: z of dtype {:?} (f32 or f64 only)", self.name(), other.dtype()),
         };
-        *self.gradients.lock().map_err(|_| candle_core::Error::Msg("eight schools: poisoned lock".into()))? =
-            Some(gradients);
+        self.gradients.keep(gradients)?;
         Ok((out, Shape::from(s)))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let guard =
-            self.gradients.lock().map_err(|_| candle_core::Error::Msg("eight schools: poisoned lock".into()))?;
-        let Some(gradients) = guard.as_ref() else {
-            bail!("{}: backward before forward", self.name());
-        };
-        let g: Vec<f64> = grad.to_dtype(DType::F64)?.to_vec1()?;
-        let k = arg.dim(1)?;
-        let scaled: Vec<f64> =
-            gradients.chunks_exact(k).zip(&g).flat_map(|(row, &gs)| row.iter().map(move |&v| gs * v)).collect();
-        Tensor::from_vec(scaled, arg.shape(), arg.device())?.to_dtype(arg.dtype()).map(Some)
+        self.gradients.backward(arg, grad).map(Some)
     }
 }
