@@ -31,7 +31,7 @@ impl KeptGradient {
         Ok(())
     }
 
-    /// ∂L/∂z for the op's input `arg` ([S, k]) from the incoming gradient `grad` ([S]): each kept
+    /// ∂L/∂z for the op's input `arg` (`[S, k]`) from the incoming gradient `grad` (`[S]`): each kept
     /// row times its draw's incoming gradient, in `arg`'s dtype and device.
     pub fn backward(&self, arg: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
         let guard = self.rows.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned lock", self.name)))?;
