@@ -111,6 +111,51 @@ pub(crate) fn ln_positive(t: f64) -> f64 {
     k * LN2_HI + (k * LN2_LO + 2.0 * s * p)
 }
 
+/// [`exp`] and [`log1p_unit`] on the four f64 lanes of an AVX2 register, written with intrinsics:
+/// the same operations in the same order (no fused multiply-adds), so the same bits lane by lane
+/// as the scalar functions. LLVM does not vectorise the scalar functions across a loop's lanes by
+/// itself (it emits scalar and 128-bit code for them).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{INV_FACTORIAL, INV_ODD, LN2_HI, LN2_LO};
+
+    /// [`super::exp`], four lanes. NaN lanes give e^(−708) rather than NaN (max/min take the
+    /// other operand).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn exp(x: __m256d) -> __m256d {
+        const ROUND: f64 = 6_755_399_441_055_744.0;
+        let x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-708.0)), _mm256_set1_pd(710.0));
+        let shifted = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(std::f64::consts::LOG2_E)), _mm256_set1_pd(ROUND));
+        let n = _mm256_sub_pd(shifted, _mm256_set1_pd(ROUND));
+        let r = _mm256_sub_pd(
+            _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(LN2_HI))),
+            _mm256_mul_pd(n, _mm256_set1_pd(LN2_LO)),
+        );
+        let mut p = _mm256_set1_pd(INV_FACTORIAL[13]);
+        for &c in INV_FACTORIAL[..13].iter().rev() {
+            p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(c));
+        }
+        let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(_mm256_castpd_si256(shifted), _mm256_set1_epi64x(1022)));
+        _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), p), _mm256_castsi256_pd(bits))
+    }
+
+    /// [`super::log1p_unit`], four lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn log1p_unit(t: __m256d) -> __m256d {
+        let s = _mm256_div_pd(t, _mm256_add_pd(_mm256_set1_pd(2.0), t));
+        let s2 = _mm256_mul_pd(s, s);
+        let mut p = _mm256_set1_pd(INV_ODD[16]);
+        for &c in INV_ODD[..16].iter().rev() {
+            p = _mm256_add_pd(_mm256_mul_pd(p, s2), _mm256_set1_pd(c));
+        }
+        _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), s), p)
+    }
+}
+
 /// Four f64 lanes, element-wise: written as plain arrays so that the same code is portable and,
 /// compiled with AVX2 enabled, becomes single 256-bit instructions (LLVM's SLP vectoriser).
 #[derive(Clone, Copy, Debug, PartialEq)]
