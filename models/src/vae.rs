@@ -288,6 +288,10 @@ impl Vae {
     /// The ELBO, its terms, the KL per dimension and the activity of each dimension on the rows of
     /// `x` `[N, P]`, in chunks of `chunk` rows, with one draw per datum from `seed`'s evaluation stream.
     pub fn evaluate(&self, x: &Tensor, chunk: usize, seed: u64) -> Result<Evaluation> {
+        elbo::runtime::in_matmul_pool(x.device(), || self.evaluate_here(x, chunk, seed))
+    }
+
+    fn evaluate_here(&self, x: &Tensor, chunk: usize, seed: u64) -> Result<Evaluation> {
         self.check_data(x)?;
         let n = x.dim(0)?;
         if n == 0 {
@@ -329,6 +333,10 @@ impl Vae {
     /// The importance-weighted bound L_K averaged over the rows of `x` `[N, P]` (an estimate of the
     /// mean log p(x), per datum), with its standard error over the data; chunks of `chunk` rows.
     pub fn iw_log_likelihood(&self, x: &Tensor, k: usize, chunk: usize, seed: u64) -> Result<(f64, f64)> {
+        elbo::runtime::in_matmul_pool(x.device(), || self.iw_log_likelihood_here(x, k, chunk, seed))
+    }
+
+    fn iw_log_likelihood_here(&self, x: &Tensor, k: usize, chunk: usize, seed: u64) -> Result<(f64, f64)> {
         self.check_data(x)?;
         if k == 0 {
             return Err(Error::config("k", 0, "the importance-weighted bound needs K ≥ 1 samples"));
@@ -470,6 +478,11 @@ impl VaeTrainer {
     /// One Adam step on −ELBO_β of the batch `x` `[B, P]`. A non-finite loss is an error and the
     /// weights are left as they were.
     pub fn step(&mut self, x: &Tensor, beta: f64) -> Result<StepStats> {
+        let device = x.device().clone();
+        elbo::runtime::in_matmul_pool(&device, || self.step_here(x, beta))
+    }
+
+    fn step_here(&mut self, x: &Tensor, beta: f64) -> Result<StepStats> {
         let d = self.vae.config.latent_dim;
         let b = x.dims().first().copied().unwrap_or(0);
         let eps = self.noise.standard_normal(b, d, self.vae.config.dtype, x.device())?;
