@@ -28,7 +28,9 @@
 //! nothing). candle's autodiff through `z.matmul(Xᵀ)` would also compute the gradient with respect
 //! to the design matrix (a second [S, N] × [N, D] product and an [N, D] buffer) that nobody uses;
 //! here there is none. e^x and ln(1 + t) are branch-free polynomials (`crate::simd`, accurate to a
-//! few ulps in f64) so that the pass over the data points runs in AVX2 registers. Sums are accumulated in f64
+//! few ulps in f64) so that the pass over the data points runs in AVX2 registers, or AVX-512 ones with
+//! the `avx512` feature on a CPU that has them: the same operations in the same order on each
+//! path, so the same bits (sums run in eight lanes on all of them). Sums are accumulated in f64
 //! in both dtypes (f32 results are rounded once at the end). On every other device and dtype the
 //! likelihood is the same formula as a composition of candle ops ([`crate::special::softplus`]),
 //! differentiated by autodiff.
@@ -311,38 +313,112 @@ struct GlmOp {
 /// across the draws.
 const BLOCK: usize = 256;
 
-/// Σ_i a_i b_i in four f64 lanes (so that the loop vectorises).
+/// Which instructions [`all`] runs on (a const parameter: the AVX paths are only entered from the
+/// functions that enable them).
+const PORTABLE: u8 = 0;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const AVX2: u8 = 1;
+#[cfg_attr(not(all(target_arch = "x86_64", feature = "avx512")), allow(dead_code))]
+const AVX512: u8 = 2;
+
+/// The eight lanes of a sum, added as ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)) on every path.
 #[inline(always)]
-fn dot<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(&x, &y)| x.to_f64() * y).sum();
-    for (a4, b4) in ac.zip(bc) {
-        for i in 0..4 {
-            acc[i] += a4[i].to_f64() * b4[i];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+fn lanes_total(a: [f64; 8]) -> f64 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
 
-/// [`dot`] in an AVX2 register (LLVM compiles the portable loop to 128-bit halves with unpacks):
-/// the same lanes, products and sums in the same order, so the same bits.
+/// Σ_i a_i b_i in eight f64 lanes (so that the loop vectorises).
+#[inline(always)]
+fn dot<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = dot_tail(ac.remainder(), bc.remainder());
+    for (a8, b8) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += a8[i].to_f64() * b8[i];
+        }
+    }
+    lanes_total(acc) + tail
+}
+
+/// [`dot`] of each of R rows with `b`, in two AVX2 registers a row (lanes 0–3 and 4–7; LLVM
+/// compiles the portable loop to 128-bit halves with unpacks). The rows share each load of `b`,
+/// and their R sums are R independent chains of additions, where one row alone waits on each
+/// addition's latency. Each row's lanes, products and sums are [`dot`]'s, so the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dot_avx2<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
+fn dots_avx2<T: WithDType, const R: usize>(rows: [&[T]; R], b: &[f64]) -> [f64; R] {
     use std::arch::x86_64::*;
-    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(&x, &y)| x.to_f64() * y).sum();
-    let mut acc = _mm256_setzero_pd();
-    for (a4, b4) in ac.zip(bc) {
-        let x = _mm256_setr_pd(a4[0].to_f64(), a4[1].to_f64(), a4[2].to_f64(), a4[3].to_f64());
-        let y = _mm256_setr_pd(b4[0], b4[1], b4[2], b4[3]);
-        acc = _mm256_add_pd(acc, _mm256_mul_pd(x, y));
+    let full = b.len() - b.len() % 8;
+    let mut acc = [[_mm256_setzero_pd(); 2]; R];
+    let load = |v: &[T]| _mm256_setr_pd(v[0].to_f64(), v[1].to_f64(), v[2].to_f64(), v[3].to_f64());
+    for i in (0..full).step_by(8) {
+        // SAFETY (the loads and stores here): the slices hold four f64s; unaligned access is allowed.
+        let (b_lo, b_hi) = unsafe { (_mm256_loadu_pd(b[i..].as_ptr()), _mm256_loadu_pd(b[i + 4..].as_ptr())) };
+        for (a, acc) in rows.iter().zip(acc.iter_mut()) {
+            acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(load(&a[i..i + 4]), b_lo));
+            acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(load(&a[i + 4..i + 8]), b_hi));
+        }
     }
-    let mut lanes = [0.0f64; 4];
-    // SAFETY: `lanes` holds four f64s; unaligned stores are allowed.
-    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), acc) };
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+    let mut sums = [0.0f64; R];
+    for (q, sum) in sums.iter_mut().enumerate() {
+        let mut lanes = [0.0f64; 8];
+        unsafe {
+            _mm256_storeu_pd(lanes.as_mut_ptr(), acc[q][0]);
+            _mm256_storeu_pd(lanes[4..].as_mut_ptr(), acc[q][1]);
+        }
+        *sum = lanes_total(lanes) + dot_tail(&rows[q][full..], &b[full..]);
+    }
+    sums
+}
+
+/// The remainder of [`dot`]: Σ a_i b_i one at a time.
+#[inline(always)]
+fn dot_tail<T: WithDType>(a: &[T], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x.to_f64() * y).sum()
+}
+
+/// Eight values of `v` as f64 in an AVX-512 register.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load8<T: WithDType>(v: &[T]) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let v = &v[..8];
+    // SAFETY: `v` holds eight values, of the type that DTYPE names; unaligned loads are allowed.
+    unsafe {
+        match T::DTYPE {
+            DType::F64 => _mm512_loadu_pd(v.as_ptr().cast::<f64>()),
+            DType::F32 => _mm512_cvtps_pd(_mm256_loadu_ps(v.as_ptr().cast::<f32>())),
+            _ => {
+                let x = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| v[i].to_f64());
+                _mm512_loadu_pd(x.as_ptr())
+            }
+        }
+    }
+}
+
+/// [`dots_avx2`] in one AVX-512 register a row, the same bits.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+fn dots_avx512<T: WithDType, const R: usize>(rows: [&[T]; R], b: &[f64]) -> [f64; R] {
+    use std::arch::x86_64::*;
+    let full = b.len() - b.len() % 8;
+    let mut acc = [_mm512_setzero_pd(); R];
+    for i in (0..full).step_by(8) {
+        let bv = load8(&b[i..i + 8]);
+        for (a, acc) in rows.iter().zip(acc.iter_mut()) {
+            *acc = _mm512_add_pd(*acc, _mm512_mul_pd(load8(&a[i..i + 8]), bv));
+        }
+    }
+    let mut sums = [0.0f64; R];
+    for (q, sum) in sums.iter_mut().enumerate() {
+        let mut lanes = [0.0f64; 8];
+        // SAFETY: `lanes` holds eight f64s; unaligned stores are allowed.
+        unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), acc[q]) };
+        *sum = lanes_total(lanes) + dot_tail(&rows[q][full..], &b[full..]);
+    }
+    sums
 }
 
 /// η += Σ_j w_j x_j for the block's points in groups of 16, summed over the coefficients in four
@@ -371,6 +447,29 @@ fn eta_avx2<T: WithDType>(x_t: &[T], n: usize, i0: usize, w: &[T], eta: &mut [f6
     full
 }
 
+/// [`eta_avx2`] in AVX-512 registers: groups of 32 points in four of them; the same bits.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+fn eta_avx512<T: WithDType>(x_t: &[T], n: usize, i0: usize, w: &[T], eta: &mut [f64]) -> usize {
+    use std::arch::x86_64::*;
+    let full = eta.len() - eta.len() % 32;
+    for p in (0..full).step_by(32) {
+        let mut acc = [0, 8, 16, 24].map(|q| load8(&eta[p + q..p + q + 8]));
+        for (j, &wj) in w.iter().enumerate() {
+            let wj = _mm512_set1_pd(wj.to_f64());
+            let row = &x_t[j * n + i0 + p..j * n + i0 + p + 32];
+            for (q, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_add_pd(*a, _mm512_mul_pd(wj, load8(&row[8 * q..8 * q + 8])));
+            }
+        }
+        for (q, a) in acc.iter().enumerate() {
+            // SAFETY: the slice holds eight f64s; unaligned stores are allowed.
+            unsafe { _mm512_storeu_pd(eta[p + 8 * q..p + 8 * q + 8].as_mut_ptr(), *a) };
+        }
+    }
+    full
+}
+
 /// One data point's term of the log-likelihood without its constant, and its derivative in η.
 trait Term: Copy {
     /// (ℓ(y, η) less the terms in y alone, r = ∂ℓ/∂η).
@@ -384,6 +483,16 @@ trait Term: Copy {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn pass_avx2<T: WithDType>(self, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
+        pass(self, eta, y, r)
+    }
+
+    /// [`pass`] in AVX-512 registers, with the same bits; by default the portable loop.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    #[inline(always)]
+    unsafe fn pass_avx512<T: WithDType>(self, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
         pass(self, eta, y, r)
     }
 }
@@ -409,37 +518,110 @@ impl Term for Bernoulli {
     unsafe fn pass_avx2<T: WithDType>(self, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
         bernoulli_pass_avx2(eta, y, r)
     }
+
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    #[inline(always)]
+    unsafe fn pass_avx512<T: WithDType>(self, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
+        bernoulli_pass_avx512(eta, y, r)
+    }
 }
 
-/// [`pass`] for [`Bernoulli`] in AVX2 registers, the same operations in the same order.
+/// [`pass`] for [`Bernoulli`] in AVX2 registers, the same operations in the same order: points
+/// in groups of eight, the values summed in two registers (lanes 0–3 and 4–7).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn bernoulli_pass_avx2<T: WithDType>(eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
     use std::arch::x86_64::*;
-    let full = eta.len() - eta.len() % 4;
+    let full = eta.len() - eta.len() % 8;
     let (zero, one) = (_mm256_setzero_pd(), _mm256_set1_pd(1.0));
-    let mut acc = zero;
-    for i in (0..full).step_by(4) {
-        // SAFETY (the loads and stores): the slices hold four f64s; unaligned access is allowed.
-        let e = unsafe { _mm256_loadu_pd(eta[i..i + 4].as_ptr()) };
-        let yv = _mm256_setr_pd(y[i].to_f64(), y[i + 1].to_f64(), y[i + 2].to_f64(), y[i + 3].to_f64());
-        let neg_abs = _mm256_or_pd(e, _mm256_set1_pd(-0.0));
-        let t = simd::avx2::exp(neg_abs);
-        let softplus = _mm256_add_pd(_mm256_max_pd(e, zero), simd::avx2::log1p_unit(t));
-        acc = _mm256_add_pd(acc, _mm256_sub_pd(_mm256_mul_pd(yv, e), softplus));
-        let num = _mm256_blendv_pd(t, one, _mm256_cmp_pd::<_CMP_GE_OQ>(e, zero));
-        let residual = _mm256_sub_pd(yv, _mm256_div_pd(num, _mm256_add_pd(one, t)));
-        unsafe { _mm256_storeu_pd(r[i..i + 4].as_mut_ptr(), residual) };
+    let mut acc = [zero; 2];
+    for i in (0..full).step_by(8) {
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let i = i + 4 * h;
+            // SAFETY (the loads and stores): the slices hold four f64s; unaligned access is allowed.
+            let e = unsafe { _mm256_loadu_pd(eta[i..i + 4].as_ptr()) };
+            let yv = _mm256_setr_pd(y[i].to_f64(), y[i + 1].to_f64(), y[i + 2].to_f64(), y[i + 3].to_f64());
+            let neg_abs = _mm256_or_pd(e, _mm256_set1_pd(-0.0));
+            let t = simd::avx2::exp(neg_abs);
+            let softplus = _mm256_add_pd(_mm256_max_pd(e, zero), simd::avx2::log1p_unit(t));
+            *acc = _mm256_add_pd(*acc, _mm256_sub_pd(_mm256_mul_pd(yv, e), softplus));
+            let num = _mm256_blendv_pd(t, one, _mm256_cmp_pd::<_CMP_GE_OQ>(e, zero));
+            let residual = _mm256_sub_pd(yv, _mm256_div_pd(num, _mm256_add_pd(one, t)));
+            unsafe { _mm256_storeu_pd(r[i..i + 4].as_mut_ptr(), residual) };
+        }
     }
-    let mut lanes = [0.0f64; 4];
-    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), acc) };
+    let mut lanes = [0.0f64; 8];
+    unsafe {
+        _mm256_storeu_pd(lanes.as_mut_ptr(), acc[0]);
+        _mm256_storeu_pd(lanes[4..].as_mut_ptr(), acc[1]);
+    }
+    lanes_total(lanes) + bernoulli_tail(eta, y, r, full)
+}
+
+/// [`pass`] for [`Bernoulli`] in AVX-512 registers, the same bits: 32 points at a time in four
+/// registers whose polynomials interleave (`simd::avx512`), then 8 at a time.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+fn bernoulli_pass_avx512<T: WithDType>(eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm512_setzero_pd();
+    let (wide, full) = (eta.len() - eta.len() % 32, eta.len() - eta.len() % 8);
+    for i in (0..wide).step_by(32) {
+        acc = bernoulli_avx512::<T, 4>(&eta[i..i + 32], &y[i..i + 32], &mut r[i..i + 32], acc);
+    }
+    for i in (wide..full).step_by(8) {
+        acc = bernoulli_avx512::<T, 1>(&eta[i..i + 8], &y[i..i + 8], &mut r[i..i + 8], acc);
+    }
+    let mut lanes = [0.0f64; 8];
+    // SAFETY: `lanes` holds eight f64s; unaligned stores are allowed.
+    unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), acc) };
+    lanes_total(lanes) + bernoulli_tail(eta, y, r, full)
+}
+
+/// The Bernoulli terms of 8 N points (`eta`, `y`; residuals into `r`), their values added to the
+/// eight lanes of `acc` eight points after eight, in order.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn bernoulli_avx512<T: WithDType, const N: usize>(
+    eta: &[f64],
+    y: &[T],
+    r: &mut [f64],
+    mut acc: std::arch::x86_64::__m512d,
+) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let (zero, one) = (_mm512_setzero_pd(), _mm512_set1_pd(1.0));
+    let sign = _mm512_set1_epi64(i64::MIN);
+    let (mut e, mut neg_abs) = ([zero; N], [zero; N]);
+    for k in 0..N {
+        e[k] = load8(&eta[8 * k..8 * k + 8]);
+        neg_abs[k] = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(e[k]), sign));
+    }
+    let t = simd::avx512::exp(neg_abs);
+    let log1p = simd::avx512::log1p_unit(t);
+    for k in 0..N {
+        let yv = load8(&y[8 * k..8 * k + 8]);
+        let softplus = _mm512_add_pd(_mm512_max_pd(e[k], zero), log1p[k]);
+        acc = _mm512_add_pd(acc, _mm512_sub_pd(_mm512_mul_pd(yv, e[k]), softplus));
+        let num = _mm512_mask_blend_pd(_mm512_cmp_pd_mask::<_CMP_GE_OQ>(e[k], zero), t[k], one);
+        let residual = _mm512_sub_pd(yv, _mm512_div_pd(num, _mm512_add_pd(one, t[k])));
+        // SAFETY: the slice holds eight f64s; unaligned stores are allowed.
+        unsafe { _mm512_storeu_pd(r[8 * k..8 * k + 8].as_mut_ptr(), residual) };
+    }
+    acc
+}
+
+/// The points from `from` on, one at a time (the wide passes' remainder, as [`pass`] does it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn bernoulli_tail<T: WithDType>(eta: &[f64], y: &[T], r: &mut [f64], from: usize) -> f64 {
     let mut tail = 0.0;
-    for i in full..eta.len() {
+    for i in from..eta.len() {
         let (v, ri) = Bernoulli.term(eta[i], y[i].to_f64());
         tail += v;
         r[i] = ri;
     }
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+    tail
 }
 
 /// −½ (y − η)² / σ², and (y − η) / σ².
@@ -468,18 +650,18 @@ impl Term for Poisson {
     }
 }
 
-/// Σ_i ℓ(y_i, η_i) for one draw (less the constants), writing r_i; in four lanes.
+/// Σ_i ℓ(y_i, η_i) for one draw (less the constants), writing r_i; in eight lanes.
 #[inline(always)]
 fn pass<T: WithDType, L: Term>(term: L, eta: &[f64], y: &[T], r: &mut [f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ec, yc, rc) = (eta.chunks_exact(4), y.chunks_exact(4), r.chunks_exact_mut(4));
+    let mut acc = [0.0f64; 8];
+    let (ec, yc, rc) = (eta.chunks_exact(8), y.chunks_exact(8), r.chunks_exact_mut(8));
     let (et, yt) = (ec.remainder(), yc.remainder());
     let mut tail = 0.0;
-    for ((e4, y4), r4) in ec.zip(yc).zip(rc) {
-        for j in 0..4 {
-            let (v, rj) = term.term(e4[j], y4[j].to_f64());
+    for ((e8, y8), r8) in ec.zip(yc).zip(rc) {
+        for j in 0..8 {
+            let (v, rj) = term.term(e8[j], y8[j].to_f64());
             acc[j] += v;
-            r4[j] = rj;
+            r8[j] = rj;
         }
     }
     let done = eta.len() - et.len();
@@ -488,14 +670,14 @@ fn pass<T: WithDType, L: Term>(term: L, eta: &[f64], y: &[T], r: &mut [f64]) -> 
         tail += v;
         r[done + i] = rj;
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    lanes_total(acc) + tail
 }
 
 /// One block of points [i0, i0 + len) (`y` is the block's slice) for one draw z = (w, b) or w:
 /// returns the block's Σ ℓ and adds its Xᵀ r (and Σ r, with an intercept) to `grad` [z.len()].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block<T: WithDType, L: Term, const WIDE: bool>(
+fn block<T: WithDType, L: Term, const ISA: u8>(
     term: L,
     x_t: &[T],
     n: usize,
@@ -509,32 +691,49 @@ fn block<T: WithDType, L: Term, const WIDE: bool>(
     let (d, len) = (x_t.len() / n, y.len());
     let (eta, r) = (&mut eta[..len], &mut r[..len]);
     eta.fill(z.get(d).map_or(0.0, |b| b.to_f64()));
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if WIDE {
-        // SAFETY: WIDE is only set by `all_avx2`, which runs where the CPU has AVX2.
-        done = unsafe { eta_avx2(x_t, n, i0, &z[..d], eta) };
-    }
+    // SAFETY (each AVX call below): ISA is AVX2 only in `all_avx2` and AVX512 only in
+    // `all_avx512`, which run where the CPU has those instructions.
+    let done = match ISA {
+        #[cfg(target_arch = "x86_64")]
+        AVX2 => unsafe { eta_avx2(x_t, n, i0, &z[..d], eta) },
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        AVX512 => unsafe { eta_avx512(x_t, n, i0, &z[..d], eta) },
+        _ => 0,
+    };
     for (j, &wj) in z[..d].iter().enumerate() {
         let wj = wj.to_f64();
         for (e, &x) in eta[done..].iter_mut().zip(&x_t[j * n + i0 + done..j * n + i0 + len]) {
             *e += wj * x.to_f64();
         }
     }
-    let value = match WIDE {
-        // SAFETY: WIDE is only set by `all_avx2`, which runs where the CPU has AVX2.
+    let value = match ISA {
         #[cfg(target_arch = "x86_64")]
-        true => unsafe { term.pass_avx2(eta, y, r) },
+        AVX2 => unsafe { term.pass_avx2(eta, y, r) },
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        AVX512 => unsafe { term.pass_avx512(eta, y, r) },
         _ => pass(term, eta, y, r),
     };
-    for (j, g) in grad[..d].iter_mut().enumerate() {
-        let row = &x_t[j * n + i0..j * n + i0 + len];
-        *g += match WIDE {
-            // SAFETY: WIDE is only set by `all_avx2`, which runs where the CPU has AVX2.
+    // Xᵀ r: on the wide paths four rows at a time, then one at a time
+    let row = |j: usize| &x_t[j * n + i0..j * n + i0 + len];
+    let mut j = 0;
+    while j < d {
+        let four = ISA != PORTABLE && j + 4 <= d;
+        let sums: [f64; 4] = match (ISA, four) {
             #[cfg(target_arch = "x86_64")]
-            true => unsafe { dot_avx2(row, r) },
-            _ => dot(row, r),
+            (AVX2, true) => unsafe { dots_avx2([row(j), row(j + 1), row(j + 2), row(j + 3)], r) },
+            #[cfg(target_arch = "x86_64")]
+            (AVX2, false) => [unsafe { dots_avx2([row(j)], r) }[0], 0.0, 0.0, 0.0],
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            (AVX512, true) => unsafe { dots_avx512([row(j), row(j + 1), row(j + 2), row(j + 3)], r) },
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            (AVX512, false) => [unsafe { dots_avx512([row(j)], r) }[0], 0.0, 0.0, 0.0],
+            _ => [dot(row(j), r), 0.0, 0.0, 0.0],
         };
+        let rows = if four { 4 } else { 1 };
+        for (g, s) in grad[j..j + rows].iter_mut().zip(sums) {
+            *g += s;
+        }
+        j += rows;
     }
     if let Some(gb) = grad.get_mut(d) {
         let mut acc = [0.0f64; 4];
@@ -554,7 +753,7 @@ fn block<T: WithDType, L: Term, const WIDE: bool>(
 /// intercept, D without) into `values` [S], and the gradients into `grads` [S, k]: one pass over
 /// Xᵀ in blocks of points.
 #[inline(always)]
-fn all<T: WithDType, L: Term, const WIDE: bool>(
+fn all<T: WithDType, L: Term, const ISA: u8>(
     term: L,
     x_t: &[T],
     y: &[T],
@@ -568,14 +767,22 @@ fn all<T: WithDType, L: Term, const WIDE: bool>(
     for i0 in (0..n).step_by(BLOCK) {
         let yb = &y[i0..n.min(i0 + BLOCK)];
         for ((zs, v), g) in z.chunks_exact(k).zip(values.iter_mut()).zip(grads.chunks_exact_mut(k)) {
-            *v += block::<T, L, WIDE>(term, x_t, n, i0, zs, yb, &mut eta, &mut r, g);
+            *v += block::<T, L, ISA>(term, x_t, n, i0, zs, yb, &mut eta, &mut r, g);
         }
     }
 }
 
-/// [`all`] in 4-wide AVX2 registers where the CPU has them. Element by element the arithmetic is
-/// the same on both paths (no fused multiply-adds), so the results are too.
+/// [`all`] in 8-wide AVX-512 registers where the CPU has them (and the `avx512` feature is on),
+/// else in 4-wide AVX2 ones, else portable. Element by element the arithmetic is the same on every
+/// path (no fused multiply-adds), and sums run in the same eight lanes, so the results are too.
 fn all_wide<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above); the function is safe code.
+            return unsafe { all_avx512(term, x_t, y, z, values, grads) };
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -583,13 +790,26 @@ fn all_wide<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values:
             return unsafe { all_avx2(term, x_t, y, z, values, grads) };
         }
     }
-    all::<T, L, false>(term, x_t, y, z, values, grads)
+    all::<T, L, PORTABLE>(term, x_t, y, z, values, grads)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn all_avx2<T: WithDType, L: Term>(term: L, x_t: &[T], y: &[T], z: &[T], values: &mut [f64], grads: &mut [f64]) {
-    all::<T, L, true>(term, x_t, y, z, values, grads)
+    all::<T, L, AVX2>(term, x_t, y, z, values, grads)
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[target_feature(enable = "avx512f")]
+unsafe fn all_avx512<T: WithDType, L: Term>(
+    term: L,
+    x_t: &[T],
+    y: &[T],
+    z: &[T],
+    values: &mut [f64],
+    grads: &mut [f64],
+) {
+    all::<T, L, AVX512>(term, x_t, y, z, values, grads)
 }
 
 impl GlmOp {
@@ -712,13 +932,14 @@ mod tests {
         assert_eq!(Poisson.term(800.0, 3.0), (f64::NEG_INFINITY, f64::NEG_INFINITY));
     }
 
-    /// The AVX2 path gives the portable one's bits, over several blocks and a partial one, for
-    /// every GLM, with and without an intercept; the blocked sums equal unblocked ones made from
-    /// libm's terms: Σ ℓ, Xᵀ r and Σ r.
+    /// Each wide path this CPU has (AVX2, AVX-512) gives the portable one's bits, over several
+    /// blocks and a partial one, for every GLM, with and without an intercept; the blocked sums
+    /// equal unblocked ones made from libm's terms: Σ ℓ, Xᵀ r and Σ r.
     #[test]
     fn wide_path_matches_the_portable_one() {
-        let (n, d) = (2 * BLOCK + 91, 3);
-        let x_t: Vec<f64> = (0..n * d).map(|i| ((i as f64) * 0.37).sin() * 3.0).collect();
+        // d = 6: the wide paths' Xᵀ r takes one group of four rows and two single rows
+        let (n, d) = (2 * BLOCK + 91, 6);
+        let x_t: Vec<f64> = (0..n * d).map(|i| ((i as f64) * 0.37).sin() * 1.5).collect();
         let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         type Libm = fn(f64, f64) -> (f64, f64);
         let glms: [(&str, Vec<f64>, Libm); 3] = [
@@ -728,26 +949,46 @@ mod tests {
             }),
             ("poisson", (0..n).map(|i| (i % 5) as f64).collect(), |e, y| (y * e - e.exp(), y - e.exp())),
         ];
+        /// `all` on one instruction set, for each GLM of the test, on f64 data or on the same data
+        /// rounded to f32.
+        fn run<const ISA: u8>(name: &str, f32_data: bool, x_t: &[f64], y: &[f64], z: &[f64]) -> (Vec<f64>, Vec<f64>) {
+            fn on<T: WithDType, const ISA: u8>(name: &str, x_t: &[T], y: &[T], z: &[T]) -> (Vec<f64>, Vec<f64>) {
+                let (mut v, mut g) = (vec![0.0; 2], vec![0.0; z.len()]);
+                match name {
+                    "bernoulli" => all::<_, _, ISA>(Bernoulli, x_t, y, z, &mut v, &mut g),
+                    "normal" => all::<_, _, ISA>(Normal { inv_var: 1.0 / 2.25 }, x_t, y, z, &mut v, &mut g),
+                    _ => all::<_, _, ISA>(Poisson, x_t, y, z, &mut v, &mut g),
+                }
+                (v, g)
+            }
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+            match f32_data {
+                false => on::<f64, ISA>(name, x_t, y, z),
+                true => on::<f32, ISA>(name, &f32s(x_t), &f32s(y), &f32s(z)),
+            }
+        }
+        type Path = fn(&str, bool, &[f64], &[f64], &[f64]) -> (Vec<f64>, Vec<f64>);
+        let mut paths: Vec<(&str, Path)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            paths.push(("AVX2", run::<AVX2>));
+        }
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            paths.push(("AVX-512", run::<AVX512>));
+        }
         for (name, y, libm) in glms {
             for k in [d + 1, d] {
-                let z: Vec<f64> = [0.5, -0.4, 0.2, 0.25, -0.3, 0.1, 0.7, -0.2][..2 * k].to_vec();
-                let (mut v1, mut g1, mut v2, mut g2) = (vec![0.0; 2], vec![0.0; 2 * k], vec![0.0; 2], vec![0.0; 2 * k]);
-                match name {
-                    "bernoulli" => {
-                        all_wide(Bernoulli, &x_t, &y, &z, &mut v1, &mut g1);
-                        all::<_, _, false>(Bernoulli, &x_t, &y, &z, &mut v2, &mut g2);
-                    }
-                    "normal" => {
-                        all_wide(Normal { inv_var: 1.0 / 2.25 }, &x_t, &y, &z, &mut v1, &mut g1);
-                        all::<_, _, false>(Normal { inv_var: 1.0 / 2.25 }, &x_t, &y, &z, &mut v2, &mut g2);
-                    }
-                    _ => {
-                        all_wide(Poisson, &x_t, &y, &z, &mut v1, &mut g1);
-                        all::<_, _, false>(Poisson, &x_t, &y, &z, &mut v2, &mut g2);
+                let z: Vec<f64> = (0..2 * k).map(|i| ((i as f64) * 1.3).cos() * 0.4).collect();
+                for f32_data in [false, true] {
+                    let portable = run::<PORTABLE>(name, f32_data, &x_t, &y, &z);
+                    for (isa, path) in &paths {
+                        let wide = path(name, f32_data, &x_t, &y, &z);
+                        assert_eq!(bits(&portable.0), bits(&wide.0), "{isa}: {name}, k = {k}, f32 {f32_data}");
+                        assert_eq!(bits(&portable.1), bits(&wide.1), "{isa}: {name}, k = {k}, f32 {f32_data}");
                     }
                 }
-                assert_eq!(bits(&v1), bits(&v2), "{name}, k = {k}");
-                assert_eq!(bits(&g1), bits(&g2), "{name}, k = {k}");
+                let (v1, g1) = run::<PORTABLE>(name, false, &x_t, &y, &z);
                 for (s, zs) in z.chunks_exact(k).enumerate() {
                     let (mut value, mut grad, mut scale) = (0.0, vec![0.0; k], 0.0f64);
                     for i in 0..n {
@@ -755,7 +996,7 @@ mod tests {
                         let eta = b + (0..d).map(|j| zs[j] * x_t[j * n + i]).sum::<f64>();
                         let (v, r) = libm(eta, y[i]);
                         value += v;
-                        scale += v.abs() + r.abs() * 3.0;
+                        scale += v.abs() + r.abs() * 1.5;
                         for j in 0..d {
                             grad[j] += x_t[j * n + i] * r;
                         }
