@@ -128,9 +128,14 @@ impl CustomOp3 for DenseOp {
             Activation::Identity => grad.contiguous()?,
             Activation::Relu => grad.apply_op2_no_bwd(res, &ReluGrad)?,
         };
-        let dw = x.t()?.matmul(&g)?;
+        // ∂L/∂W and ∂L/∂x are independent products: both at once on rayon's pool (a thread each
+        // where gemm alone would split one product over both)
+        let (dw, dx) = rayon::join(
+            || x.t()?.matmul(&g),
+            || if x.track_op() { g.matmul(&w.t()?).map(Some) } else { Ok(None) },
+        );
+        let (dw, dx) = (dw?, dx?);
         let db = g.apply_op1_no_bwd(&ColumnSum)?;
-        let dx = if x.track_op() { Some(g.matmul(&w.t()?)?) } else { None };
         // kept out of candle's GradStore inside `captured::backward` (the zero-fill and add it saves)
         Ok((dx, captured::offer(w, dw)?, captured::offer(b, db)?))
     }
