@@ -130,10 +130,8 @@ impl CustomOp3 for DenseOp {
         };
         // ∂L/∂W and ∂L/∂x are independent products: both at once on rayon's pool (a thread each
         // where gemm alone would split one product over both)
-        let (dw, dx) = rayon::join(
-            || x.t()?.matmul(&g),
-            || if x.track_op() { g.matmul(&w.t()?).map(Some) } else { Ok(None) },
-        );
+        let (dw, dx) =
+            rayon::join(|| x.t()?.matmul(&g), || if x.track_op() { g.matmul(&w.t()?).map(Some) } else { Ok(None) });
         let (dw, dx) = (dw?, dx?);
         let db = g.apply_op1_no_bwd(&ColumnSum)?;
         // kept out of candle's GradStore inside `captured::backward` (the zero-fill and add it saves)
