@@ -139,10 +139,15 @@ def numpyro_tiny_times(repeats: int) -> dict:
     return out
 
 
+def cargo_bench(args, *argv) -> None:
+    """`cargo bench` with these arguments in the project root, unless --skip-cargo."""
+    if not args.skip_cargo:
+        subprocess.run(["cargo", "bench", *argv], cwd=ROOT, check=True)
+
+
 def tiny_table(args) -> None:
     peer = numpyro_tiny_times(args.repeats)
-    if not args.skip_cargo:
-        subprocess.run(["cargo", "bench", "--bench", "tiny"], cwd=ROOT, check=True)
+    cargo_bench(args, "--bench", "tiny")
     print("| model | family | NumPyro svi.run µs/step | elbo µs/step | elbo / NumPyro |")
     print("|---|---|---:|---:|---:|")
     for name in ("linreg", "eight_schools"):
@@ -199,8 +204,7 @@ def numpyro_fit_times(repeats: int) -> dict:
 
 def fits_table(args) -> None:
     peer = numpyro_fit_times(args.repeats)
-    if not args.skip_cargo:
-        subprocess.run(["cargo", "bench", "--bench", "deterministic"], cwd=ROOT, check=True)
+    cargo_bench(args, "--bench", "deterministic")
     methods = ("advi-5000", "advi-rule", "dadvi", "dadvi-no-lr", "laplace")
     print("| model | NumPyro svi.run 5,000 steps, end to end s | its scan alone s | elbo ADVI 5,000 steps s "
           "| elbo ADVI, default stopping rule s | elbo DADVI s | DADVI without linear response s | Laplace s |")
@@ -232,9 +236,8 @@ def full_table(args) -> None:
     logreg = numpyro_times(args.steps, args.repeats)
     gmm = numpyro_gmm_times(args.repeats)
     logreg_fit = numpyro_logreg_fit(5000)
-    if not args.skip_cargo:
-        for bench in (["tiny"], ["logreg"], ["gmm"], ["deterministic", "--", "fit/logreg/advi-5000"]):
-            subprocess.run(["cargo", "bench", "--bench", *bench], cwd=ROOT, check=True)
+    for bench in (["tiny"], ["logreg"], ["gmm"], ["deterministic", "--", "fit/logreg/advi-5000"]):
+        cargo_bench(args, "--bench", *bench)
     rows = []  # (model, family, NumPyro µs, elbo µs, goal)
     for name in ("linreg", "eight_schools"):
         for family in ("meanfield", "fullrank"):
@@ -298,8 +301,7 @@ def main() -> None:
         return
 
     peer = numpyro_times(args.steps, args.repeats)
-    if not args.skip_cargo:
-        subprocess.run(["cargo", "bench", "--bench", "logreg", "--bench", "logreg_glibc"], cwd=ROOT, check=True)
+    cargo_bench(args, "--bench", "logreg", "--bench", "logreg_glibc")
 
     print("| family | S | NumPyro svi.run µs/step | elbo µs/step (mimalloc) | ratio elbo/NumPyro "
           "| elbo µs/step (glibc malloc) | ratio |")
@@ -317,8 +319,7 @@ def main() -> None:
 
 def gmm_table(args) -> None:
     peer = numpyro_gmm_times(args.repeats)
-    if not args.skip_cargo:
-        subprocess.run(["cargo", "bench", "--bench", "gmm"], cwd=ROOT, check=True)
+    cargo_bench(args, "--bench", "gmm")
     print("| data | family | NumPyro svi.run µs/step | elbo µs/step | elbo / NumPyro | elbo minibatch 1000 µs/step |")
     print("|---|---|---:|---:|---:|---:|")
     for key, p in peer.items():

@@ -45,7 +45,7 @@ pub fn default_threads() {
 /// caller to sleep until they finish: two thread wake-ups a product, and while the caller works
 /// alone (element-wise ops, Adam) the idle workers spin on the same cores. Run from a worker, a
 /// product keeps one half and the other worker steals the other. On the Fashion-MNIST VAE with two
-/// threads that took a step from 4.8 to 4.0 ms, with a tenth of the context switches, and the same
+/// threads that took a step from 4.6–4.8 to 4.0 ms, with a tenth of the context switches, and the same
 /// results bit for bit (the products split the same way).
 ///
 /// With one thread (or off the CPU, where there is no product to split) `f` runs here.
