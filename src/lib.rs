@@ -32,7 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod adapt;
+pub mod advi;
 pub mod amortized;
 pub mod diagnose;
 pub mod dist;
@@ -55,27 +55,26 @@ mod simd;
 pub mod special;
 pub mod stop;
 pub mod summary;
-pub mod svi;
 
-pub use adapt::LrSearch;
+pub use advi::{Advi, LrSearch, Step, SviState};
 pub use error::{Error, Result};
 pub use family::{
-    Family, FamilyGradient, FullRank, FullRankGaussian, MeanField, MeanFieldGaussian, ScaleLink, VariationalFamily,
+    Family, FamilyGradient, FullRank, FullRankGaussian, Gaussian, MeanField, MeanFieldGaussian, ScaleLink,
+    VariationalFamily,
 };
 pub use fit::{Averaged, Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use model::{from_fn, FnModel, LogJoint, Model};
-pub use objective::Estimator;
+pub use objective::{Estimator, Objective};
 pub use optim::{LocStep, LrSchedule, Optimizer};
 pub use stop::StopRule;
 pub use summary::{Draws, Summary};
-pub use svi::{Advi, Step, SviState};
 
 /// Everything a typical program needs, with candle's `Tensor`, `Device` and `DType`.
 pub mod prelude {
     pub use crate::{
-        from_fn, Advi, Estimator, Family, Fit, FullRank, Latents, LogJoint, LrSchedule, MeanField, Model, Optimizer,
-        ScaleLink, Step, StopReason, StopRule, Values, VariationalFamily,
+        from_fn, Advi, Estimator, Family, Fit, FullRank, Gaussian, Latents, LogJoint, LrSchedule, MeanField, Model,
+        Optimizer, ScaleLink, Step, StopReason, StopRule, Values, VariationalFamily,
     };
     pub use candle_core::{DType, Device, Tensor};
 }

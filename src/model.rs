@@ -196,3 +196,8 @@ impl<F> std::fmt::Debug for FnModel<F> {
         f.debug_struct("FnModel").field("dim", &self.dim).finish_non_exhaustive()
     }
 }
+
+/// The named latents of the model, or one real block `z` for a plain [`LogJoint`].
+pub(crate) fn latents_of<M: LogJoint + ?Sized>(model: &M) -> crate::latent::Latents {
+    model.named_latents().cloned().unwrap_or_else(|| crate::latent::Latents::new().real("z", [model.dim()]))
+}

@@ -13,9 +13,9 @@
 //! VI; this Adam has no weight decay.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
-use crate::linalg::host_tensor;
+use crate::linalg::{host_tensor, to_f64_vec};
 use crate::{Error, Result};
 
 /// The optimiser and its settings.
@@ -148,9 +148,10 @@ pub enum LocStep {
 
 /// The optimiser's state: Adam's moment estimates and step count.
 ///
-/// The moments live where the last step computed them: as tensors beside the parameters
-/// ([`OptimizerState::step`]) or in f64 on the host ([`OptimizerState::step_host`], the CPU path of
-/// the closed-form family gradient); a step of the other kind converts them once.
+/// Where the moments live is chosen once, when the state is made: in f64 on the host for
+/// parameters on the CPU (the engine's gradients arrive there, in closed form or read back from
+/// autodiff), as tensors beside the parameters on other devices. A step whose gradients come in
+/// the other form converts the gradients, never the moments.
 #[derive(Debug)]
 pub struct OptimizerState {
     config: Optimizer,
@@ -166,79 +167,201 @@ type HostVec = Vec<f64>;
 #[derive(Debug)]
 enum Moments {
     Tensors { m: Vec<Tensor>, v: Vec<Tensor> },
-    Host { m: Vec<Vec<f64>>, v: Vec<Vec<f64>> },
+    Host { m: Vec<HostVec>, v: Vec<HostVec> },
+}
+
+/// A step's gradient of the loss (−ELBO), one entry per variable in `params()` order.
+#[derive(Debug)]
+pub(crate) enum Gradient {
+    /// Row-major f64 values on the host.
+    Host(Vec<HostVec>),
+    /// Tensors of the variables' shapes; `None` for a variable the loss does not depend on.
+    Tensors(Vec<Option<Tensor>>),
+}
+
+impl Gradient {
+    /// The first variable (by index) with a non-finite entry, and those entries' flat indices.
+    pub(crate) fn first_nonfinite(&self) -> Result<Option<(usize, Vec<usize>)>> {
+        let bad = |g: &[f64]| -> Vec<usize> { (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect() };
+        match self {
+            Gradient::Host(gs) => {
+                Ok(gs.iter().position(|g| g.iter().any(|x| !x.is_finite())).map(|i| (i, bad(&gs[i]))))
+            }
+            Gradient::Tensors(gs) => {
+                // One host read for all gradients: Σ |g| is finite iff every entry is.
+                let present: Vec<&Tensor> = gs.iter().flatten().collect();
+                let Some(first) = present.first() else { return Ok(None) };
+                let mut total = Tensor::zeros((), DType::F64, first.device())?;
+                for g in &present {
+                    total = (total + g.abs()?.sum_all()?.to_dtype(DType::F64)?)?;
+                }
+                if total.to_scalar::<f64>()?.is_finite() {
+                    return Ok(None);
+                }
+                for (i, g) in gs.iter().enumerate() {
+                    if let Some(g) = g {
+                        let values = to_f64_vec(g)?;
+                        if values.iter().any(|x| !x.is_finite()) {
+                            return Ok(Some((i, bad(&values))));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The Euclidean norm over every entry of every variable.
+    pub(crate) fn norm(&self) -> Result<f64> {
+        match self {
+            Gradient::Host(gs) => Ok(gs.iter().flatten().map(|g| g * g).sum::<f64>().sqrt()),
+            Gradient::Tensors(gs) => {
+                let mut sq = 0.0;
+                for g in gs.iter().flatten() {
+                    sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                }
+                Ok(sq.sqrt())
+            }
+        }
+    }
+
+    /// Every entry times `factor`.
+    pub(crate) fn scale(&mut self, factor: f64) -> Result<()> {
+        match self {
+            Gradient::Host(gs) => gs.iter_mut().flatten().for_each(|g| *g *= factor),
+            Gradient::Tensors(gs) => {
+                for g in gs.iter_mut().flatten() {
+                    *g = (g.detach() * factor)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The gradient on the host (variables without one get zeros).
+    fn into_host(self, vars: &[Var]) -> Result<Vec<HostVec>> {
+        match self {
+            Gradient::Host(gs) => Ok(gs),
+            Gradient::Tensors(gs) => gs
+                .into_iter()
+                .zip(vars)
+                .map(|(g, var)| match g {
+                    Some(g) => to_f64_vec(&g),
+                    None => Ok(vec![0.0; var.elem_count()]),
+                })
+                .collect(),
+        }
+    }
+
+    /// The gradient as tensors of the variables' dtype and device.
+    fn into_tensors(self, vars: &[Var]) -> Result<Vec<Option<Tensor>>> {
+        match self {
+            Gradient::Tensors(gs) => Ok(gs),
+            Gradient::Host(gs) => gs.into_iter().zip(vars).map(|(g, var)| Ok(Some(host_tensor(g, var)?))).collect(),
+        }
+    }
 }
 
 impl OptimizerState {
-    /// Fresh state for `vars`.
+    /// Fresh state for `vars`, with the moments on the host when every variable is on the CPU and
+    /// as tensors otherwise.
     pub fn new(config: Optimizer, vars: Vec<Var>) -> Result<Self> {
+        let on_host = vars.iter().all(|v| v.device().is_cpu());
+        Self::with_storage(config, vars, on_host)
+    }
+
+    /// Fresh state with the moments on the host (`on_host`) or as tensors.
+    fn with_storage(config: Optimizer, vars: Vec<Var>, on_host: bool) -> Result<Self> {
         config.validate()?;
-        let moments = match config {
-            Optimizer::Adam { .. } => Moments::Host {
-                m: vars.iter().map(|v| vec![0.0; v.elem_count()]).collect(),
-                v: vars.iter().map(|v| vec![0.0; v.elem_count()]).collect(),
-            },
-            Optimizer::Sgd { .. } => Moments::Host { m: vec![], v: vec![] },
+        let n = match config {
+            Optimizer::Adam { .. } => vars.len(),
+            Optimizer::Sgd { .. } => 0,
+        };
+        let moments = if on_host {
+            let zeros = || vars.iter().take(n).map(|v| vec![0.0; v.elem_count()]).collect();
+            Moments::Host { m: zeros(), v: zeros() }
+        } else {
+            let zeros = || vars.iter().take(n).map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+            Moments::Tensors { m: zeros()?, v: zeros()? }
         };
         Ok(OptimizerState { config, vars, moments, t: 0 })
     }
 
     /// One descent step on the loss whose gradients are `grads`, with learning rate `lr`.
-    /// A variable without a gradient is left as it is.
+    /// A variable without a gradient is left as it is (on the host: moved by a zero gradient).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
-        self.step_scaled(grads, lr, None)
+        let grads = Gradient::Tensors(self.vars.iter().map(|v| grads.get(v.as_tensor()).map(Tensor::detach)).collect());
+        self.update(None, grads, lr, None)
     }
 
-    /// The moments as tensors (converted from the host once, if a host step ran before).
-    fn tensor_moments(&mut self) -> Result<(&mut [Tensor], &mut [Tensor])> {
-        if let Moments::Host { m, v } = &self.moments {
-            let to_tensors = |host: &[Vec<f64>]| -> Result<Vec<Tensor>> {
-                host.iter().zip(&self.vars).map(|(h, var)| host_tensor(h.clone(), var)).collect()
+    /// The same step from host gradients: `values` are the variables' current values and `grads`
+    /// the loss's gradients (one vector per variable, row-major); `scale` multiplies the update of
+    /// variable `i` element-wise (for [`LocStep::ScaleRelative`]).
+    pub fn step_host(
+        &mut self,
+        values: Vec<Vec<f64>>,
+        grads: &[Vec<f64>],
+        lr: f64,
+        scale: Option<(usize, &[f64])>,
+    ) -> Result<()> {
+        if values.len() != self.vars.len() || grads.len() != self.vars.len() {
+            return Err(Error::config(
+                "grads",
+                grads.len(),
+                format!("expected one per variable ({})", self.vars.len()),
+            ));
+        }
+        self.update(Some(values), Gradient::Host(grads.to_vec()), lr, scale)
+    }
+
+    /// The engine's step: `values` are the variables' current host values when the caller has
+    /// them (else they are read when needed), `scale` as in [`OptimizerState::step_host`].
+    pub(crate) fn update(
+        &mut self,
+        values: Option<Vec<HostVec>>,
+        grads: Gradient,
+        lr: f64,
+        scale: Option<(usize, &[f64])>,
+    ) -> Result<()> {
+        self.t += 1;
+        if matches!(self.moments, Moments::Host { .. }) {
+            let values = match values {
+                Some(values) => values,
+                None => self.vars.iter().map(|v| to_f64_vec(v.as_tensor())).collect::<Result<_>>()?,
             };
-            self.moments = Moments::Tensors { m: to_tensors(m)?, v: to_tensors(v)? };
-        }
-        match &mut self.moments {
-            Moments::Tensors { m, v } => Ok((m, v)),
-            Moments::Host { .. } => unreachable!("converted above"),
-        }
-    }
-
-    /// The moments on the host (converted from tensors once, if a tensor step ran before).
-    fn host_moments(&mut self) -> Result<(&mut [HostVec], &mut [HostVec])> {
-        if let Moments::Tensors { m, v } = &self.moments {
-            let to_host = |t: &[Tensor]| t.iter().map(crate::linalg::to_f64_vec).collect::<Result<Vec<_>>>();
-            self.moments = Moments::Host { m: to_host(m)?, v: to_host(v)? };
-        }
-        match &mut self.moments {
-            Moments::Host { m, v } => Ok((m, v)),
-            Moments::Tensors { .. } => unreachable!("converted above"),
+            let grads = grads.into_host(&self.vars)?;
+            self.update_host(values, &grads, lr, scale)
+        } else {
+            let grads = grads.into_tensors(&self.vars)?;
+            let scale = match scale {
+                Some((i, s)) => Some((i, host_tensor(s.to_vec(), &self.vars[i])?)),
+                None => None,
+            };
+            self.update_tensors(&grads, lr, scale.as_ref().map(|(i, s)| (*i, s)))
         }
     }
 
-    /// [`OptimizerState::step`] with the update of variable `i` multiplied element-wise by a
-    /// tensor of its shape (for [`LocStep::ScaleRelative`]).
-    pub fn step_scaled(&mut self, grads: &GradStore, lr: f64, scale: Option<(usize, &Tensor)>) -> Result<()> {
+    /// The update with tensor moments.
+    fn update_tensors(&mut self, grads: &[Option<Tensor>], lr: f64, scale: Option<(usize, &Tensor)>) -> Result<()> {
         let scaled = |i: usize, update: Tensor| -> Result<Tensor> {
             match scale {
                 Some((j, s)) if j == i => Ok((update * s)?),
                 _ => Ok(update),
             }
         };
-        self.t += 1;
+        let Moments::Tensors { m: ms, v: vs } = &mut self.moments else { unreachable!("tensor moments") };
         match self.config {
             Optimizer::Sgd { .. } => {
-                for (i, var) in self.vars.iter().enumerate() {
-                    if let Some(g) = grads.get(var.as_tensor()) {
-                        var.set(&(var.as_tensor() - scaled(i, (g.detach() * lr)?)?)?)?;
+                for (i, (var, g)) in self.vars.iter().zip(grads).enumerate() {
+                    if let Some(g) = g {
+                        var.set(&(var.as_tensor() - scaled(i, (g * lr)?)?)?)?;
                     }
                 }
             }
             Optimizer::Adam { beta1, beta2, eps, .. } => {
                 let (step_size, eps_hat) = adam_factors(lr, beta1, beta2, eps, self.t);
-                let vars = self.vars.clone();
-                let (ms, vs) = self.tensor_moments()?;
-                for (i, ((var, m), v)) in vars.iter().zip(ms).zip(vs).enumerate() {
-                    let Some(g) = grads.get(var.as_tensor()) else { continue };
+                for (i, (((var, m), v), g)) in self.vars.iter().zip(ms).zip(vs).zip(grads).enumerate() {
+                    let Some(g) = g else { continue };
                     // Gradients carry graph history; the moments must not, or every step would
                     // chain onto the last (a leak, and a stack overflow when the chain is dropped).
                     let g = g.detach();
@@ -253,29 +376,21 @@ impl OptimizerState {
         Ok(())
     }
 
-    /// The same step on the host, in f64: `values` are the variables' current values and `grads`
-    /// the loss's gradients (one vector per variable, row-major), `scale` as in
-    /// [`OptimizerState::step_scaled`]. The new values are written to the variables. Moments that
-    /// fall below f64's normal range are flushed to zero (subnormal arithmetic is slow).
-    pub fn step_host(
+    /// The update with host moments, in f64; the new values are written to the variables.
+    /// Moments that fall below f64's normal range are flushed to zero (subnormal arithmetic is
+    /// slow).
+    fn update_host(
         &mut self,
-        mut values: Vec<Vec<f64>>,
-        grads: &[Vec<f64>],
+        mut values: Vec<HostVec>,
+        grads: &[HostVec],
         lr: f64,
         scale: Option<(usize, &[f64])>,
     ) -> Result<()> {
-        if values.len() != self.vars.len() || grads.len() != self.vars.len() {
-            return Err(Error::config(
-                "grads",
-                grads.len(),
-                format!("expected one per variable ({})", self.vars.len()),
-            ));
-        }
-        self.t += 1;
         let factor = |i: usize| match scale {
             Some((j, s)) if j == i => Some(s),
             _ => None,
         };
+        let Moments::Host { m: ms, v: vs } = &mut self.moments else { unreachable!("host moments") };
         match self.config {
             Optimizer::Sgd { .. } => {
                 for (i, (x, g)) in values.iter_mut().zip(grads).enumerate() {
@@ -287,7 +402,6 @@ impl OptimizerState {
             }
             Optimizer::Adam { beta1, beta2, eps, .. } => {
                 let (step_size, eps_hat) = adam_factors(lr, beta1, beta2, eps, self.t);
-                let (ms, vs) = self.host_moments()?;
                 for (i, (((x, g), m), v)) in values.iter_mut().zip(grads).zip(ms).zip(vs).enumerate() {
                     // One pass for the moments, one for the update: both loops vectorise.
                     for ((m, v), &g) in m.iter_mut().zip(v.iter_mut()).zip(g) {
@@ -354,7 +468,7 @@ mod tests {
     fn adam_moments_are_detached_and_it_converges() {
         let c = Tensor::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
         let var = Var::zeros(2, DType::F64, &Device::Cpu).unwrap();
-        let mut opt = OptimizerState::new(Optimizer::adam(0.05), vec![var.clone()]).unwrap();
+        let mut opt = OptimizerState::with_storage(Optimizer::adam(0.05), vec![var.clone()], false).unwrap();
         for _ in 0..2_000 {
             let lam = var.as_tensor();
             let loss = (lam.exp().unwrap() - (lam * &c).unwrap()).unwrap().sum_all().unwrap();
@@ -369,7 +483,7 @@ mod tests {
         assert_eq!(opt.steps_taken(), 2_000);
     }
 
-    /// The host step is the tensor step in f64, also when the moments change kind mid-run; and a
+    /// The host step is the tensor step in f64, also when tensor gradients arrive mid-run; and a
     /// moment whose gradient went to zero decays to exactly 0 instead of through subnormals.
     #[test]
     fn host_adam_follows_tensor_adam() {
@@ -380,7 +494,7 @@ mod tests {
         };
         let a = Var::zeros(3, DType::F64, &Device::Cpu).unwrap();
         let b = Var::zeros(3, DType::F64, &Device::Cpu).unwrap();
-        let mut tensor_opt = OptimizerState::new(Optimizer::adam(0.05), vec![a.clone()]).unwrap();
+        let mut tensor_opt = OptimizerState::with_storage(Optimizer::adam(0.05), vec![a.clone()], false).unwrap();
         let mut host_opt = OptimizerState::new(Optimizer::adam(0.05), vec![b.clone()]).unwrap();
         for t in 0..8_000 {
             let lam = a.as_tensor().to_vec1::<f64>().unwrap();
@@ -391,7 +505,7 @@ mod tests {
             let lam = b.as_tensor().to_vec1::<f64>().unwrap();
             let g = loss_grad(&lam, t);
             if (200..210).contains(&t) {
-                // a few tensor steps in between: the moments go to tensors and come back
+                // a few steps from tensor gradients in between: they are read to the host moments
                 let mut grads = b.as_tensor().sum_all().unwrap().backward().unwrap();
                 grads.insert(b.as_tensor(), Tensor::new(g.as_slice(), &Device::Cpu).unwrap());
                 host_opt.step(&grads, 0.05).unwrap();

@@ -134,7 +134,7 @@ fn max_abs_grad<Q: VariationalFamily, M: LogJoint>(q: &Q, model: &M, est: Estima
 }
 
 /// With the target equal to q, STL's gradient vanishes for every draw; the entropy form's does not.
-fn check_stl_at_optimum<Q: VariationalFamily>(q: &Q) {
+fn check_stl_at_optimum<Q: Gaussian>(q: &Q) {
     let target = gaussian_target(loc(), &host(&q.scale_tril().unwrap()));
     let stl = max_abs_grad(q, &target, Estimator::StickingTheLanding);
     let plain = max_abs_grad(q, &target, Estimator::Entropy);
@@ -174,7 +174,7 @@ fn log_prob_is_the_gaussian_density_and_matches_the_noise_shortcut() {
 
 /// The closed-form gradient (the model differentiated once, with the draws as the leaf) against
 /// autodiff through the whole estimate, with the same noise.
-fn check_closed_form<Q: VariationalFamily, M: LogJoint>(q: &Q, model: &M, est: Estimator) {
+fn check_closed_form<Q: Gaussian, M: LogJoint>(q: &Q, model: &M, est: Estimator) {
     let eps = noise(3);
     let autodiff = est.estimate(q, model, &eps, None).unwrap().elbo.backward().unwrap();
     let hq = q.host_gaussian().unwrap().expect("the built-in families have a closed form");

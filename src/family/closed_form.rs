@@ -3,9 +3,9 @@
 //! entropy's gradient are a few loops on the host.
 //!
 //! ```text
-//! f(λ) = 1/S Σ_s log p(x, z_s) + H(q)                 (Entropy)
-//!      = 1/S Σ_s [log p(x, z_s) − log q_⊥(z_s)]       (sticking the landing, λ fixed in q_⊥)
-//! h_s  = 1/S ∇_z log p(x, z_s)                        (+ 1/S L⁻ᵀ ε_s for STL: −∇_z log q = L⁻ᵀ ε)
+//! f(λ) = Σ_s a_s log p(x, z_s) + H(q)                 (QTerm::Entropy; a_s = 1/S for Entropy)
+//!      = Σ_s a_s [log p(x, z_s) − log q_⊥(z_s)]       (QTerm::LogQ, λ fixed in q_⊥; 1/S for STL)
+//! h_s  = a_s ∇_z log p(x, z_s)                        (+ a_s L⁻ᵀ ε_s for LogQ: −∇_z log q = L⁻ᵀ ε)
 //! ∂f/∂μ = Σ_s h_s
 //! mean-field, z = μ + σ ⊙ ε, σ = link(ω):
 //!   ∂f/∂ω_i = link'(ω_i) Σ_s h_si ε_si  (+ ∂ log σ_i/∂ω_i for Entropy: 1 for Log, σ'/σ for Softplus)
@@ -16,12 +16,13 @@
 //!
 //! On the CPU this replaces the autodiff graph through the family (its forward ops, their backward
 //! nodes and the zero-filled gradient buffers) by O(S·D) (mean-field) or O(S·D²) (full-rank) host
-//! arithmetic in f64. [`FamilyGradient::Autodiff`] keeps the whole estimate under autodiff (the
-//! path on other devices, and for families without a closed form).
+//! arithmetic in f64. [`FamilyGradient::Autodiff`] takes the family's part by autodiff instead
+//! (the path on other devices, and for families without a closed form); the model is
+//! differentiated the same way on both.
 
 use super::ScaleLink;
 use crate::linalg;
-use crate::objective::Estimator;
+use crate::objective::{Estimator, Objective, QTerm};
 use crate::special::HALF_LN_2PI;
 
 /// How the engine differentiates the ELBO estimate with respect to q's parameters.
@@ -32,7 +33,7 @@ pub enum FamilyGradient {
     /// through everything otherwise.
     #[default]
     ClosedForm,
-    /// Autodiff through the family and the model, always.
+    /// The family's part by autodiff too (through z = T_λ(ε) and q's term), always.
     Autodiff,
 }
 /// q's parameters read to the host, with the link's terms computed once: what the closed-form
@@ -177,13 +178,21 @@ impl HostGaussian {
 
     /// ∂f/∂λ (ascent) for each parameter in `params()` order (formulas in the module doc), from the
     /// noise `eps`, the unit-scale draws `units` of [`HostGaussian::sample`], and `dlogp`, the
-    /// gradient of Σ_s log p(x, z_s) with respect to each draw (all `[S, D]` row-major).
+    /// gradient of Σ_s log p(x, z_s) with respect to each draw (all `[S, D]` row-major), for one of
+    /// the built-in estimators (every draw weighs 1/S).
     pub fn elbo_gradient(&self, eps: &[f64], units: &[f64], dlogp: &[f64], estimator: Estimator) -> Vec<Vec<f64>> {
+        let s = eps.len() / self.dim().max(1);
+        self.gradient(eps, units, dlogp, &vec![1.0 / s as f64; s], estimator.q_term())
+    }
+
+    /// ∂f/∂λ (ascent) for an objective that weighs draw s by `weights[s]` (a_s in
+    /// [`crate::objective`]) and uses q's `term`: h_s = a_s (∇_z log p(x, z_s) + 𝟙{LogQ} L⁻ᵀ ε_s),
+    /// then the chain rule of the module doc, plus ∇_ω H(q) for [`QTerm::Entropy`].
+    pub fn gradient(&self, eps: &[f64], units: &[f64], dlogp: &[f64], weights: &[f64], term: QTerm) -> Vec<Vec<f64>> {
         let d = self.dim();
-        let inv_s = 1.0 / (eps.len() / d.max(1)) as f64;
         // −∇_z log q(z_s) = L⁻ᵀ ε_s, through the host's L (sticking the landing only).
-        let l = match (estimator, &self.off_diag) {
-            (Estimator::StickingTheLanding, Some(off)) => {
+        let l = match (term, &self.off_diag) {
+            (QTerm::LogQ, Some(off)) => {
                 let mut l = vec![0.0; d * d];
                 for i in 0..d {
                     for j in 0..i {
@@ -198,15 +207,15 @@ impl HostGaussian {
         let mut g_loc = vec![0.0; d];
         let mut g_scale = vec![0.0; d];
         let mut g_off = self.off_diag.as_ref().map(|_| vec![0.0; d * d]);
-        for ((e, u), g) in eps.chunks(d).zip(units.chunks(d)).zip(dlogp.chunks(d)) {
-            let mut h: Vec<f64> = g.iter().map(|g| g * inv_s).collect();
-            if estimator == Estimator::StickingTheLanding {
+        for (((e, u), g), &a) in eps.chunks(d).zip(units.chunks(d)).zip(dlogp.chunks(d)).zip(weights) {
+            let mut h: Vec<f64> = g.iter().map(|g| g * a).collect();
+            if term == QTerm::LogQ {
                 let mut score = e.to_vec();
                 match &l {
                     Some(l) => linalg::solve_lower_t(l, d, &mut score),
                     None => score.iter_mut().zip(&self.scale).for_each(|(x, s)| *x /= s),
                 }
-                h.iter_mut().zip(&score).for_each(|(h, x)| *h += x * inv_s);
+                h.iter_mut().zip(&score).for_each(|(h, x)| *h += x * a);
             }
             for i in 0..d {
                 g_loc[i] += h[i];
@@ -220,9 +229,9 @@ impl HostGaussian {
             }
         }
         let g_raw = (0..d)
-            .map(|i| match estimator {
-                Estimator::Entropy => self.dlink[i] * g_scale[i] + self.dlog[i],
-                Estimator::StickingTheLanding => self.dlink[i] * g_scale[i],
+            .map(|i| match term {
+                QTerm::Entropy => self.dlink[i] * g_scale[i] + self.dlog[i],
+                QTerm::LogQ => self.dlink[i] * g_scale[i],
             })
             .collect();
         match g_off {

@@ -17,7 +17,10 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use super::{check_loc, raw_scales, var_from, Family, HostGaussian, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use super::{
+    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Family, Gaussian, HostGaussian, Init, ScaleLink,
+    VariationalFamily, HALF_LN_2PI,
+};
 use crate::linalg::{self, to_f64_vec as to_host};
 use crate::{Error, Result};
 
@@ -162,12 +165,6 @@ impl VariationalFamily for FullRankGaussian {
         Ok(z.broadcast_add(self.loc.as_tensor())?)
     }
 
-    fn entropy(&self) -> Result<Tensor> {
-        let d = self.dim() as f64;
-        let log_diag = self.link.log_forward(self.raw_diag.as_tensor())?;
-        Ok((log_diag.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
-    }
-
     /// Solves with L on the host (candle has no triangular solve): u = L⁻¹(z − μ) gives the value,
     /// and ∇_z log q = −L⁻ᵀ u enters through `(z − stop(z)) · ∇`, which is zero in value.
     fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
@@ -193,19 +190,20 @@ impl VariationalFamily for FullRankGaussian {
         Ok((values + zero_with_grad)?)
     }
 
+    fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
+        gaussian_log_prob_of_noise(self, eps)
+    }
+
+    fn closed_form_entropy(&self) -> Result<Option<Tensor>> {
+        Ok(Some(self.entropy()?))
+    }
+
+    fn gaussian(&self) -> Option<&dyn Gaussian> {
+        Some(self)
+    }
+
     fn loc(&self) -> Result<Tensor> {
         Ok(self.loc.as_tensor().copy()?)
-    }
-
-    fn scale_tril(&self) -> Result<Tensor> {
-        Ok(self.tril()?.detach())
-    }
-
-    /// log s_i + ½ log(1 + Σ_{j<i} M_ij²): row i of L is s_i (M ⊙ T + I)_i.
-    fn marginal_log_sd(&self) -> Result<Tensor> {
-        let lower = (self.off_diag.as_tensor() * &self.mask)?;
-        let row = (lower.sqr()?.sum(candle_core::D::Minus1)? + 1.0)?.log()?;
-        Ok((self.link.log_forward(self.raw_diag.as_tensor())? + (row * 0.5)?)?.detach())
     }
 
     fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
@@ -223,6 +221,25 @@ impl VariationalFamily for FullRankGaussian {
 
     fn device(&self) -> Device {
         self.loc.device().clone()
+    }
+}
+
+impl Gaussian for FullRankGaussian {
+    fn entropy(&self) -> Result<Tensor> {
+        let d = self.dim() as f64;
+        let log_diag = self.link.log_forward(self.raw_diag.as_tensor())?;
+        Ok((log_diag.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
+    }
+
+    fn scale_tril(&self) -> Result<Tensor> {
+        Ok(self.tril()?.detach())
+    }
+
+    /// log s_i + ½ log(1 + Σ_{j<i} M_ij²): row i of L is s_i (M ⊙ T + I)_i.
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        let lower = (self.off_diag.as_tensor() * &self.mask)?;
+        let row = (lower.sqr()?.sum(candle_core::D::Minus1)? + 1.0)?.log()?;
+        Ok((self.link.log_forward(self.raw_diag.as_tensor())? + (row * 0.5)?)?.detach())
     }
 }
 

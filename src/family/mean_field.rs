@@ -7,7 +7,10 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use super::{check_loc, raw_scales, var_from, Family, HostGaussian, Init, ScaleLink, VariationalFamily, HALF_LN_2PI};
+use super::{
+    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Family, Gaussian, HostGaussian, Init, ScaleLink,
+    VariationalFamily, HALF_LN_2PI,
+};
 use crate::linalg::to_f64_vec;
 use crate::Result;
 
@@ -74,12 +77,6 @@ impl VariationalFamily for MeanFieldGaussian {
         Ok(eps.broadcast_mul(&self.scale()?)?.broadcast_add(self.loc.as_tensor())?)
     }
 
-    fn entropy(&self) -> Result<Tensor> {
-        let d = self.dim() as f64;
-        let log_scale = self.link.log_forward(self.raw_scale.as_tensor())?;
-        Ok((log_scale.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
-    }
-
     fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
         let loc = self.loc.as_tensor().detach();
         let scale = self.scale()?.detach();
@@ -88,24 +85,20 @@ impl VariationalFamily for MeanFieldGaussian {
         Ok((u.sqr()?.sum(D::Minus1)? * -0.5)?.broadcast_sub(&log_norm)?)
     }
 
+    fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
+        gaussian_log_prob_of_noise(self, eps)
+    }
+
+    fn closed_form_entropy(&self) -> Result<Option<Tensor>> {
+        Ok(Some(self.entropy()?))
+    }
+
+    fn gaussian(&self) -> Option<&dyn Gaussian> {
+        Some(self)
+    }
+
     fn loc(&self) -> Result<Tensor> {
         Ok(self.loc.as_tensor().copy()?)
-    }
-
-    fn scale_tril(&self) -> Result<Tensor> {
-        let d = self.dim();
-        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
-        Ok(eye.broadcast_mul(&self.scale()?.unsqueeze(0)?)?.detach())
-    }
-
-    fn covariance(&self) -> Result<Tensor> {
-        let d = self.dim();
-        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
-        Ok(eye.broadcast_mul(&self.scale()?.sqr()?.unsqueeze(0)?)?.detach())
-    }
-
-    fn marginal_log_sd(&self) -> Result<Tensor> {
-        Ok(self.link.log_forward(self.raw_scale.as_tensor())?.detach())
     }
 
     fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
@@ -122,5 +115,29 @@ impl VariationalFamily for MeanFieldGaussian {
 
     fn device(&self) -> Device {
         self.loc.device().clone()
+    }
+}
+
+impl Gaussian for MeanFieldGaussian {
+    fn entropy(&self) -> Result<Tensor> {
+        let d = self.dim() as f64;
+        let log_scale = self.link.log_forward(self.raw_scale.as_tensor())?;
+        Ok((log_scale.sum_all()? + d * (0.5 + HALF_LN_2PI))?)
+    }
+
+    fn scale_tril(&self) -> Result<Tensor> {
+        let d = self.dim();
+        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
+        Ok(eye.broadcast_mul(&self.scale()?.unsqueeze(0)?)?.detach())
+    }
+
+    fn covariance(&self) -> Result<Tensor> {
+        let d = self.dim();
+        let eye = Tensor::eye(d, self.dtype(), &self.device())?;
+        Ok(eye.broadcast_mul(&self.scale()?.sqr()?.unsqueeze(0)?)?.detach())
+    }
+
+    fn marginal_log_sd(&self) -> Result<Tensor> {
+        Ok(self.link.log_forward(self.raw_scale.as_tensor())?.detach())
     }
 }

@@ -1,4 +1,5 @@
-//! Variational families: Gaussians q(z; λ) reparameterised as z = μ + L ε, ε ~ N(0, I).
+//! The variational family slot, and the built-in Gaussians q(z; λ) reparameterised as
+//! z = μ + L ε, ε ~ N(0, I).
 //!
 //! ```text
 //! z    = μ + L ε                               μ: loc [D], L: scale_tril [D, D], lower, Lᵢᵢ > 0
@@ -27,29 +28,71 @@ use crate::Result;
 
 pub(crate) use crate::special::HALF_LN_2PI;
 
-/// A Gaussian q(z; λ) with differentiable parameters λ (candle `Var`s).
+/// The variational distribution slot: q(z; λ) with differentiable parameters λ (candle `Var`s),
+/// reparameterised as z = T_λ(ε) with ε ~ N(0, I) of q's dimension.
+///
+/// The contract is what the engine needs of any family: draws that are differentiable in λ, log q
+/// of those draws, and log q of a given z with λ held fixed. The rest are capabilities with
+/// defaults: a closed-form entropy ([`VariationalFamily::closed_form_entropy`], for
+/// [`crate::Estimator::Entropy`]), the gradient in closed form on the host
+/// ([`VariationalFamily::host_gaussian`]), and the Gaussian extras ([`VariationalFamily::gaussian`]:
+/// scale, covariance, marginal sds).
 pub trait VariationalFamily {
     /// A short name for reports, e.g. "mean-field Gaussian".
     fn name(&self) -> &'static str;
 
-    /// D, the length of z.
+    /// D, the length of z (and of the noise ε).
     fn dim(&self) -> usize;
 
     /// The parameters λ, named, in a fixed order.
     fn params(&self) -> Vec<(&'static str, Var)>;
 
-    /// z = μ + L ε for each row of `eps` (`[S, D]` → `[S, D]`), differentiable in λ.
+    /// z = T_λ(ε) for each row of `eps` (`[S, D]` → `[S, D]`), differentiable in λ.
     fn rsample(&self, eps: &Tensor) -> Result<Tensor>;
 
-    /// The entropy H(q) in closed form, a scalar differentiable in λ.
-    fn entropy(&self) -> Result<Tensor>;
+    /// log q(T_λ(ε)) for each row of `eps`, `[S]`: the log density of the draws that
+    /// [`VariationalFamily::rsample`] makes from the same noise.
+    fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor>;
 
     /// log q(z; λ) for each row of `z` (`[S, D]` → `[S]`) with λ held fixed: gradients reach `z` but
     /// never λ (this is the stop-gradient that sticking-the-landing needs).
     fn log_prob(&self, z: &Tensor) -> Result<Tensor>;
 
-    /// The mean μ, `[D]`.
+    /// A central point of q, `[D]`: the mean of a Gaussian (the point at which the model is checked
+    /// before the first step).
     fn loc(&self) -> Result<Tensor>;
+
+    /// The entropy H(q) in closed form, a scalar differentiable in λ; `None` (the default) for a
+    /// family without one.
+    fn closed_form_entropy(&self) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// q's parameters read to the host, for the ELBO gradient in closed form
+    /// ([`closed_form`]); `None` (the default) for a family without one, whose part of the
+    /// gradient the engine takes by autodiff.
+    fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
+        Ok(None)
+    }
+
+    /// The Gaussian extras (scale, covariance, marginal sds), for a Gaussian family; `None` (the
+    /// default) otherwise.
+    fn gaussian(&self) -> Option<&dyn Gaussian> {
+        None
+    }
+
+    /// The dtype of the parameters.
+    fn dtype(&self) -> DType;
+
+    /// The device of the parameters.
+    fn device(&self) -> Device;
+}
+
+/// A Gaussian family z = μ + L ε: its scale, covariance and marginal sds. Its first parameter
+/// ([`VariationalFamily::params`]) is the location μ.
+pub trait Gaussian: VariationalFamily {
+    /// The entropy H(q) = D/2 · (1 + log 2π) + Σᵢ log Lᵢᵢ, a scalar differentiable in λ.
+    fn entropy(&self) -> Result<Tensor>;
 
     /// The lower-triangular scale L, `[D, D]`.
     fn scale_tril(&self) -> Result<Tensor>;
@@ -65,27 +108,14 @@ pub trait VariationalFamily {
         let l = self.scale_tril()?;
         Ok((l.sqr()?.sum(D::Minus1)?.log()? * 0.5)?)
     }
+}
 
-    /// log q(μ + L ε) for each row of `eps`, `[S]`, without a solve:
-    /// `−½ ‖ε‖² + D/2 − H(q)`, valid for every location–scale family z = μ + L ε.
-    fn log_prob_of_noise(&self, eps: &Tensor) -> Result<Tensor> {
-        let half_sq = (eps.sqr()?.sum(D::Minus1)? * -0.5)?;
-        let constant = self.entropy()?.affine(-1.0, 0.5 * self.dim() as f64)?;
-        Ok(half_sq.broadcast_add(&constant)?)
-    }
-
-    /// q's parameters read to the host, for the ELBO gradient in closed form
-    /// ([`closed_form`]); `None` (the default) for a family without one, which the engine then
-    /// differentiates by autodiff.
-    fn host_gaussian(&self) -> Result<Option<HostGaussian>> {
-        Ok(None)
-    }
-
-    /// The dtype of the parameters.
-    fn dtype(&self) -> DType;
-
-    /// The device of the parameters.
-    fn device(&self) -> Device;
+/// log q(μ + L ε) for each row of `eps`, `[S]`, without a solve: `−½ ‖ε‖² + D/2 − H(q)`, valid
+/// for every location–scale family z = μ + L ε.
+pub(crate) fn gaussian_log_prob_of_noise<G: Gaussian + ?Sized>(q: &G, eps: &Tensor) -> Result<Tensor> {
+    let half_sq = (eps.sqr()?.sum(D::Minus1)? * -0.5)?;
+    let constant = q.entropy()?.affine(-1.0, 0.5 * q.dim() as f64)?;
+    Ok(half_sq.broadcast_add(&constant)?)
 }
 
 /// How a family starts: location, scale and link, dtype and device.

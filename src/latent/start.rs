@@ -31,7 +31,7 @@ impl Start {
                 problem: "dim() is 0: a model needs at least one latent coordinate".into(),
             });
         }
-        let latents = crate::svi::latents_of(model);
+        let latents = crate::model::latents_of(model);
         let mut loc = match &self.loc {
             Some(loc) if loc.len() != d => {
                 return Err(Error::DimensionMismatch { what: "init_loc".into(), expected: d, got: loc.len() })

@@ -31,11 +31,11 @@ use super::{bad_start, coordinate_names, Reporting};
 use crate::family::{FullRankGaussian, MeanFieldGaussian, ScaleLink};
 use crate::fit::{Fit, Method};
 use crate::latent::Start;
+use crate::model::latents_of;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::special::HALF_LN_2PI;
 use crate::summary::Draws;
-use crate::svi::latents_of;
 use crate::{Error, Result};
 
 /// Settings of a deterministic-ADVI fit; [`Dadvi::fit`] runs it.
@@ -250,7 +250,7 @@ impl Dadvi {
         let units = objective.units(&eta, &log_p, &grads, self.antithetic);
         let entropy = eta[d..].iter().sum::<f64>() + d as f64 * (0.5 + HALF_LN_2PI);
         let elbo = -found.value + d as f64 * (0.5 + HALF_LN_2PI);
-        let (_, se) = crate::svi::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
+        let (_, se) = crate::fit::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
         let linear_response = inverse.map(|inverse| LinearResponse::new(&inverse, &units, d));
         let hessian_evaluations = if self.linear_response { 4 * d } else { 0 };
         let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
@@ -533,7 +533,7 @@ impl fmt::Display for DadviFit {
         let Some(lr) = &self.linear_response else { return Ok(()) };
         let (Ok(loc), Ok(cov)) = (
             crate::VariationalFamily::loc(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),
-            crate::VariationalFamily::covariance(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),
+            crate::Gaussian::covariance(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),
         ) else {
             return Ok(());
         };

@@ -35,13 +35,14 @@ use candle_core::{DType, Device};
 
 use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
+use crate::fit::{log_ratios, mean_se};
 use crate::fit::{Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::{Bijector, Latents};
+use crate::model::latents_of;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::summary::Draws;
-use crate::svi::{latents_of, log_ratios, mean_se};
-use crate::{Error, Estimator, Optimizer, Result};
+use crate::{Error, Optimizer, Result};
 
 /// The name of every unconstrained coordinate of z: a real latent's element names (`mu`,
 /// `theta[3]`), and `u(tau)`, `u(w)[0]`, … for the coordinates behind a constrained latent.
@@ -136,7 +137,7 @@ impl Reporting {
             family: q.name(),
             q,
             // the report names the method instead of an estimator and a stochastic optimiser
-            estimator: Estimator::Entropy,
+            objective: "entropy-form ELBO",
             optimizer: Optimizer::default(),
             stop_reason: StopReason::LbfgsConverged,
             iterations,

@@ -24,9 +24,9 @@ use super::lbfgs::{minimize, Convergence, Lbfgs, Smooth};
 use super::{bad_start, coordinate_names, FLAT_POSTERIOR};
 use crate::latent::Latents;
 use crate::latent::Start;
+use crate::model::latents_of;
 use crate::model::LogJoint;
 use crate::summary::Draws;
-use crate::svi::latents_of;
 use crate::Result;
 
 /// Settings of a MAP search; [`Map::fit`] runs it.

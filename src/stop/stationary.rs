@@ -6,7 +6,8 @@
 //! standard error (MCSE) is known from the chain, so the run can stop once it is small.
 //!
 //! ```text
-//! watched:    θ_t = (μ_t, log σ_t), the means and log marginal sds of q after step t
+//! watched:    θ_t = (μ_t, log σ_t), the means and log marginal sds of q after step t (for a
+//!             family that is not Gaussian: its parameters, with log σ = 0)
 //! batches:    means θ̄_b of b consecutive steps (b = 50, doubled by merging whenever 128 are kept)
 //! window:     the longest run of the latest batches, from a start at a multiple of 4 batches in the
 //!             first half, at least 32 batches long, in which every coordinate j is stationary:
@@ -141,11 +142,18 @@ impl StationaryRule {
     /// Sees q after one step (the `iteration`-th) and decides.
     pub(crate) fn observe<Q: VariationalFamily>(&mut self, q: &Q, iteration: usize) -> Result<Decision> {
         // Host reads only (no tensor ops) where q has a host form.
-        let watched = match q.host_gaussian()? {
-            Some(host) => [host.loc().to_vec(), host.marginal_sd().iter().map(|s| s.ln()).collect()].concat(),
-            None => [to_f64_vec(&q.loc()?)?, to_f64_vec(&q.marginal_log_sd()?)?].concat(),
-        };
         let params = q.params().iter().map(|(_, v)| to_f64_vec(v.as_tensor())).collect::<Result<Vec<_>>>()?;
+        // a Gaussian's means and log sds; for another family every parameter as a "mean" whose
+        // "log sd" is 0, so that its errors are measured in its own units
+        let watched = match (q.host_gaussian()?, q.gaussian()) {
+            (Some(host), _) => [host.loc().to_vec(), host.marginal_sd().iter().map(|s| s.ln()).collect()].concat(),
+            (None, Some(g)) => [to_f64_vec(&g.loc()?)?, to_f64_vec(&g.marginal_log_sd()?)?].concat(),
+            (None, None) => {
+                let flat = params.concat();
+                let zeros = vec![0.0; flat.len()];
+                [flat, zeros].concat()
+            }
+        };
         self.steps += 1;
         self.group_partial = Some(match self.group_partial.take() {
             None => Partial { steps: 1, sums: params },

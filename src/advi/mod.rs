@@ -13,26 +13,40 @@
 //! [`Advi`] holds the settings; [`Advi::fit`] validates, runs every step and returns a [`Fit`].
 //! For manual control, [`Advi::init`] gives an [`SviState`] (a value: iteration, RNG, optimiser
 //! moments, q) that [`Advi::step`] advances and [`Advi::run`] finishes.
+//!
+//! - `step.rs`: the one step pipeline (noise → draws → log p → objective → gradient → update);
+//! - `state.rs`: what a fit carries from step to step;
+//! - `recovery.rs`: the start check and the recovery from non-finite steps;
+//! - `lr_search.rs`: the step-size search before a fit.
 
-use std::time::{Duration, Instant};
+mod lr_search;
+mod recovery;
+mod state;
+mod step;
 
-use candle_core::{DType, Device, Tensor, Var};
+pub use lr_search::{LrSearch, LrSearchReport};
+pub use state::{Step, SviState};
 
-use crate::adapt::LrSearch;
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::{DType, Device};
+
 use crate::diagnose::Diagnostics;
-use crate::family::{Family, FamilyGradient, HostGaussian, Init, ScaleLink, VariationalFamily};
-use crate::fit::{Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
-use crate::latent::{Latents, Start};
-use crate::linalg::{host_tensor, to_f64_vec};
+use crate::family::{Family, FamilyGradient, Init, ScaleLink, VariationalFamily};
+use crate::fit::{log_ratios, mean_se, Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
+use crate::latent::Start;
+use crate::linalg::host_tensor;
 use crate::map::Map;
-use crate::model::LogJoint;
+use crate::model::{latents_of, LogJoint};
 use crate::noise::{Noise, Stream};
-use crate::objective::{evaluate, evaluate_rows, Estimator};
+use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
-use crate::stop::{Decision, StopRule, StopState};
+use crate::stop::{StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
+use recovery::{all_finite, check_start, snapshot, validate_model};
 
 /// Settings of a stochastic-ELBO fit; the builder of every fit.
 ///
@@ -64,7 +78,7 @@ pub struct Advi<F: Family> {
     seed: u64,
     optimizer: Optimizer,
     schedule: LrSchedule,
-    estimator: Estimator,
+    objective: Arc<dyn Objective>,
     dtype: DType,
     device: Device,
     start: Start,
@@ -97,7 +111,7 @@ impl<F: Family> Advi<F> {
             seed: 0,
             optimizer: Optimizer::default(),
             schedule: LrSchedule::Constant,
-            estimator: Estimator::Entropy,
+            objective: Arc::new(Estimator::Entropy),
             dtype: DType::F32,
             device: Device::Cpu,
             start: Start::default(),
@@ -154,10 +168,22 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// The ELBO estimator that drives the gradient.
+    /// The ELBO estimator that drives the gradient (a built-in [`Objective`]).
     pub fn estimator(mut self, estimator: Estimator) -> Self {
-        self.estimator = estimator;
+        self.objective = Arc::new(estimator);
         self
+    }
+
+    /// The objective that drives the gradient: a built-in [`Estimator`] or a user's own
+    /// (see [`crate::objective`]).
+    pub fn objective(mut self, objective: impl Objective + 'static) -> Self {
+        self.objective = Arc::new(objective);
+        self
+    }
+
+    /// The step size of the next step: the schedule's η_t times the recovery's halvings.
+    pub(crate) fn lr_at<Q>(&self, state: &SviState<Q>) -> f64 {
+        self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale
     }
 
     /// The floating-point type of q and of the draws passed to the model (F32 or F64); the
@@ -372,6 +398,7 @@ impl<F: Family> Advi<F> {
             ));
         }
         validate_model(&q, model, self.samples)?;
+        self.check_family(&q)?;
         let batches = self.batches(model)?;
         check_start(&q, model, self.seed)?;
         runtime::default_threads();
@@ -397,212 +424,6 @@ impl<F: Family> Advi<F> {
         })
     }
 
-    /// One step: draws ε, estimates the ELBO, and moves λ along its gradient unless the ELBO or
-    /// the gradient is not finite (then the step is skipped and counted). After
-    /// `max_consecutive_nonfinite` skipped steps in a row it restores and halves the step size,
-    /// or fails (see [`Advi::max_consecutive_nonfinite`]).
-    pub fn step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
-        let start = Instant::now();
-        let outcome = self.try_step(state, model);
-        state.elapsed += start.elapsed();
-        state.iteration += 1;
-        let step = outcome?;
-        match &step {
-            Step::Taken { elbo } => {
-                state.trace.push(*elbo);
-                state.consecutive_skipped = 0;
-                state.moved = true;
-                state.taken_in_a_row += 1;
-                if state.taken_in_a_row >= SNAPSHOT_EVERY {
-                    state.last_good = snapshot(&state.q)?;
-                    state.taken_in_a_row = 0;
-                }
-                if let StopState::Stan(rule) = &mut state.stop {
-                    if let Some((statistic, value)) = rule.observe(*elbo) {
-                        state.stopped = Some(StopReason::Stan { statistic, value });
-                    }
-                }
-            }
-            Step::Skipped { detail } => {
-                state.trace.push(f64::NAN);
-                state.skipped += 1;
-                state.consecutive_skipped += 1;
-                state.taken_in_a_row = 0;
-                if state.consecutive_skipped >= self.max_consecutive_nonfinite {
-                    // Back to the last parameters after a clean stretch, at half the step size,
-                    // with fresh optimiser moments; fail once that has not helped, or at once if
-                    // q has not moved since the start or the last restore (nothing to undo).
-                    if state.halvings < MAX_HALVINGS && state.moved {
-                        for ((_, var), value) in state.q.params().iter().zip(&state.last_good) {
-                            var.set(value)?;
-                        }
-                        state.optimizer.reset()?;
-                        state.lr_scale *= 0.5;
-                        state.halvings += 1;
-                        state.consecutive_skipped = 0;
-                        state.moved = false;
-                        if let StopState::Stationary(rule) = &mut state.stop {
-                            rule.restart(state.iteration);
-                        }
-                    } else {
-                        let halved = match state.halvings {
-                            0 => String::new(),
-                            h => format!(
-                                " (after restoring the last good parameters and halving the step size {h} times)"
-                            ),
-                        };
-                        return Err(Error::NonFinite {
-                            iteration: state.iteration - 1,
-                            consecutive: state.consecutive_skipped,
-                            detail: format!("{detail}{halved}"),
-                        });
-                    }
-                }
-            }
-        }
-        if let StopState::Stationary(rule) = &mut state.stop {
-            match rule.observe(&state.q, state.iteration)? {
-                Decision::Continue => {}
-                Decision::Stop(w) => state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse }),
-                Decision::Halve => state.lr_scale *= 0.5,
-            }
-        }
-        Ok(step)
-    }
-
-    fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
-        if self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu() {
-            if let Some(host) = state.q.host_gaussian()? {
-                return self.try_step_closed_form(state, model, host);
-            }
-        }
-        let q = &state.q;
-        let eps = state.noise.standard_normal(self.samples, q.dim(), self.dtype, &self.device)?;
-        let rows = match (&mut state.batches, model.data_len()) {
-            (Some(batches), Some(n)) => Some(batches.rows(n, self.batch.unwrap_or(n), &self.device)?),
-            _ => None,
-        };
-        let est = self.estimator.estimate(q, model, &eps, rows.as_ref())?;
-        let elbo = scalar(&est.elbo)?;
-        if !elbo.is_finite() {
-            let detail = describe_nonfinite_log_joint(q, model, &est.z, &est.log_joint)?;
-            return Ok(Step::Skipped { detail });
-        }
-        let grads = est.elbo.neg()?.backward()?;
-        let params = q.params();
-        let present: Vec<(&str, &Tensor)> =
-            params.iter().filter_map(|(name, v)| grads.get(v.as_tensor()).map(|g| (*name, g))).collect();
-        // One host read for all gradients: Σ |g| is finite iff every entry is.
-        let mut total = Tensor::zeros((), DType::F64, &self.device)?;
-        for (_, g) in &present {
-            total = (total + g.abs()?.sum_all()?.to_dtype(DType::F64)?)?;
-        }
-        if !scalar(&total)?.is_finite() {
-            for (name, g) in &present {
-                if !all_finite(g)? {
-                    return Ok(Step::Skipped { detail: describe_nonfinite_grad(name, g)? });
-                }
-            }
-        }
-        let clip = match self.clip_grad_norm {
-            Some(max_norm) => {
-                let mut sq = Tensor::zeros((), DType::F64, &self.device)?;
-                for (_, g) in &present {
-                    sq = (sq + g.sqr()?.sum_all()?.to_dtype(DType::F64)?)?;
-                }
-                let norm = scalar(&sq)?.sqrt();
-                (norm > max_norm).then(|| max_norm / norm)
-            }
-            None => None,
-        };
-        drop(present);
-        let mut grads = grads;
-        if let Some(factor) = clip {
-            for (_, var) in &params {
-                if let Some(g) = grads.get(var.as_tensor()) {
-                    let scaled = (g.detach() * factor)?;
-                    grads.insert(var.as_tensor(), scaled);
-                }
-            }
-        }
-        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
-        match self.loc_step {
-            LocStep::Absolute => state.optimizer.step(&grads, lr)?,
-            LocStep::ScaleRelative => {
-                let Some(loc) = params.iter().position(|(name, _)| *name == "loc") else {
-                    return Err(Error::config("loc_step", "ScaleRelative", "the family has no parameter named `loc`"));
-                };
-                let sd = state.q.marginal_log_sd()?.exp()?;
-                state.optimizer.step_scaled(&grads, lr, Some((loc, &sd)))?
-            }
-        }
-        Ok(Step::Taken { elbo })
-    }
-
-    /// [`Advi::try_step`] with q's part of the gradient in closed form on the host: the model is
-    /// differentiated once, with the draws as the leaf (see [`crate::family::closed_form`]).
-    fn try_step_closed_form<M: LogJoint + ?Sized>(
-        &self,
-        state: &mut SviState<F::Q>,
-        model: &M,
-        host: HostGaussian,
-    ) -> Result<Step> {
-        let (s, d) = (self.samples, host.dim());
-        let eps = state.noise.standard_normal_host(s, d, self.dtype)?;
-        let rows = match (&mut state.batches, model.data_len()) {
-            (Some(batches), Some(n)) => Some(batches.rows(n, self.batch.unwrap_or(n), &self.device)?),
-            _ => None,
-        };
-        let (z, units) = host.sample(&eps);
-        let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(self.dtype)?;
-        let z = Var::from_tensor(&z.to_device(&self.device)?)?;
-        let log_joint = evaluate_rows(model, z.as_tensor(), rows.as_ref())?;
-        let lp = to_f64_vec(&log_joint)?;
-        let mean_lp = lp.iter().sum::<f64>() / s as f64;
-        let elbo = match self.estimator {
-            Estimator::Entropy => mean_lp + host.entropy(),
-            Estimator::StickingTheLanding => {
-                mean_lp - eps.chunks(d).map(|e| host.log_prob_of_noise(e)).sum::<f64>() / s as f64
-            }
-        };
-        if !elbo.is_finite() {
-            let detail = describe_nonfinite_log_joint(&state.q, model, z.as_tensor(), &log_joint)?;
-            return Ok(Step::Skipped { detail });
-        }
-        let dlogp = match log_joint.sum_all()?.backward()?.get(z.as_tensor()) {
-            Some(g) => to_f64_vec(g)?,
-            None => vec![0.0; s * d], // log p(x, z) does not depend on z
-        };
-        // Descent on −ELBO.
-        let mut grads = host.elbo_gradient(&eps, &units, &dlogp, self.estimator);
-        grads.iter_mut().flatten().for_each(|g| *g = -*g);
-        let params = state.q.params();
-        for ((name, _), g) in params.iter().zip(&grads) {
-            if g.iter().any(|x| !x.is_finite()) {
-                return Ok(Step::Skipped { detail: describe_nonfinite_values(name, g) });
-            }
-        }
-        if let Some(max_norm) = self.clip_grad_norm {
-            let norm = grads.iter().flatten().map(|g| g * g).sum::<f64>().sqrt();
-            if norm > max_norm {
-                grads.iter_mut().flatten().for_each(|g| *g *= max_norm / norm);
-            }
-        }
-        let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
-        let sd = (self.loc_step == LocStep::ScaleRelative).then(|| host.marginal_sd());
-        let scale = match &sd {
-            None => None,
-            Some(sd) => match params.iter().position(|(name, _)| *name == "loc") {
-                Some(loc) => Some((loc, sd.as_slice())),
-                None => {
-                    return Err(Error::config("loc_step", "ScaleRelative", "the family has no parameter named `loc`"))
-                }
-            },
-        };
-        state.optimizer.step_host(host.into_values(), &grads, lr, scale)?;
-        Ok(Step::Taken { elbo })
-    }
-
     /// Runs the remaining steps (up to the `steps` setting), then estimates the final ELBO on
     /// fresh draws and reports; the report takes q over from the state.
     pub fn run<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M) -> Result<Fit<F::Q>> {
@@ -626,7 +447,7 @@ impl<F: Family> Advi<F> {
             if self.max_time.is_some_and(|budget| state.elapsed >= budget) {
                 break StopReason::WallTime;
             }
-            let lr = self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale;
+            let lr = self.lr_at(&state);
             let step = self.step(&mut state, model)?;
             if !observers.is_empty() {
                 let elbo = match step {
@@ -673,6 +494,7 @@ impl<F: Family> Advi<F> {
         let elbo_nonfinite = ratios.iter().filter(|x| !x.is_finite()).count();
         let diagnostics = self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios));
         let family = q.name();
+        let final_lr = self.lr_at(&state);
         let latents = latents_of(model);
         let eps =
             Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
@@ -680,7 +502,7 @@ impl<F: Family> Advi<F> {
         Ok(Fit {
             q: state.q,
             family,
-            estimator: self.estimator,
+            objective: self.objective.name(),
             optimizer: self.optimizer,
             stop_reason: reason,
             iterations: state.iteration,
@@ -698,10 +520,25 @@ impl<F: Family> Advi<F> {
             halvings: state.halvings,
             averaged,
             rule_halvings,
-            final_lr: self.schedule.lr_at(self.optimizer.lr(), state.iteration, self.steps) * state.lr_scale,
+            final_lr,
             lr_search: None,
             method: Method::Advi,
         })
+    }
+
+    /// Checks that q offers what the objective and the location step need.
+    fn check_family(&self, q: &F::Q) -> Result<()> {
+        if self.objective.q_term() == QTerm::Entropy && q.closed_form_entropy()?.is_none() {
+            return Err(crate::objective::no_entropy(q.name()));
+        }
+        if self.loc_step == LocStep::ScaleRelative && q.gaussian().is_none() {
+            return Err(Error::config(
+                "loc_step",
+                "ScaleRelative",
+                format!("the {} is not a Gaussian: it has no location and sds to measure steps in", q.name()),
+            ));
+        }
+        Ok(())
     }
 
     /// The minibatch row stream, after checking the `batch` setting against the model's data.
@@ -764,241 +601,4 @@ impl<F: Family> Advi<F> {
         self.optimizer.validate()?;
         self.schedule.validate()
     }
-}
-
-/// What one step did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
-    /// The parameters moved; `elbo` is this step's Monte Carlo ELBO estimate.
-    Taken {
-        /// The step's ELBO estimate.
-        elbo: f64,
-    },
-    /// The ELBO or gradient was not finite, so the parameters were left alone.
-    Skipped {
-        /// What was not finite, and where.
-        detail: String,
-    },
-}
-
-/// Everything a fit carries from step to step.
-#[derive(Debug)]
-pub struct SviState<Q> {
-    /// The variational family at its current parameters.
-    pub q: Q,
-    optimizer: OptimizerState,
-    noise: Noise,
-    /// Draws the minibatch rows (None: every step sees all the data).
-    batches: Option<Noise>,
-    /// The stopping rule's memory.
-    stop: StopState,
-    /// Set once the stopping rule has decided.
-    stopped: Option<StopReason>,
-    iteration: usize,
-    trace: Vec<f64>,
-    skipped: usize,
-    consecutive_skipped: usize,
-    /// Steps taken since the last skip or snapshot.
-    taken_in_a_row: usize,
-    /// q's parameters at the start, then after each run of `SNAPSHOT_EVERY` clean steps.
-    last_good: Vec<Tensor>,
-    /// The factor on the step size (halved after each recovery from non-finite steps).
-    lr_scale: f64,
-    halvings: usize,
-    /// Whether a step was taken since the start or the last restore.
-    moved: bool,
-    elapsed: Duration,
-}
-
-impl<Q> SviState<Q> {
-    /// The stopping rule's decision, once it has made one (`run` stops there; a manual loop of
-    /// [`Advi::step`] should too).
-    pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stopped
-    }
-
-    /// Steps taken or skipped so far.
-    pub fn iteration(&self) -> usize {
-        self.iteration
-    }
-
-    /// The ELBO estimate of every step so far (NaN for skipped steps).
-    pub fn trace(&self) -> &[f64] {
-        &self.trace
-    }
-
-    /// Steps skipped so far because of non-finite values.
-    pub fn skipped(&self) -> usize {
-        self.skipped
-    }
-}
-
-/// Checks that the model's dimension is q's, and that `log_joint` keeps its contract on a batch of
-/// `samples` draws at q's mean.
-fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, samples: usize) -> Result<()> {
-    if let Some(latents) = model.named_latents() {
-        latents.validate()?;
-    }
-    let d = model.dim();
-    if d == 0 {
-        return Err(Error::ModelOutput { problem: "dim() is 0: a model needs at least one latent coordinate".into() });
-    }
-    if q.dim() != d {
-        return Err(Error::DimensionMismatch { what: format!("the {}", q.name()), expected: d, got: q.dim() });
-    }
-    let z = q.loc()?.unsqueeze(0)?.repeat((samples, 1))?;
-    evaluate(model, &z)?;
-    Ok(())
-}
-
-/// Clean steps in a row after which q's parameters are kept as the point to return to.
-const SNAPSHOT_EVERY: usize = 10;
-
-/// How many times a run of non-finite steps may be answered by restoring and halving.
-const MAX_HALVINGS: usize = 3;
-
-/// Copies (not aliases: `Var::set` writes in place) of q's parameters.
-fn snapshot<Q: VariationalFamily>(q: &Q) -> Result<Vec<Tensor>> {
-    q.params().iter().map(|(_, v)| Ok(v.as_tensor().copy()?)).collect()
-}
-
-/// The named latents of the model, or one real block `z` for a plain [`LogJoint`].
-pub(crate) fn latents_of<M: LogJoint + ?Sized>(model: &M) -> Latents {
-    model.named_latents().cloned().unwrap_or_else(|| Latents::new().real("z", [model.dim()]))
-}
-
-/// How many draws of the initial q [`check_start`] tries besides q's mean.
-const START_DRAWS: usize = 4;
-
-/// Fails with [`Error::NonFiniteInit`] when log p(x, z) is not finite at q's initial mean, or at
-/// every one of [`START_DRAWS`] draws from the initial q (a model that is fine near the mean but
-/// occasionally not finite further out is left to the step's skipping).
-fn check_start<Q: VariationalFamily, M: LogJoint + ?Sized>(q: &Q, model: &M, seed: u64) -> Result<()> {
-    let eps = Noise::new(seed, Stream::Start).standard_normal(START_DRAWS, q.dim(), q.dtype(), &q.device())?;
-    let z = Tensor::cat(&[q.loc()?.detach().unsqueeze(0)?, q.rsample(&eps)?.detach()], 0)?;
-    let lp = evaluate(model, &z)?;
-    let values = to_f64_vec(&lp)?;
-    if values[0].is_finite() && values[1..].iter().any(|v| v.is_finite()) {
-        return Ok(());
-    }
-    let detail = if values[0].is_finite() {
-        name_coordinates(&describe_nonfinite_log_joint(q, model, &z, &lp)?, model)
-    } else {
-        let at = Draws::from_unconstrained(&latents_of(model), &z.narrow(0, 0, 1)?)?;
-        let shown: Vec<String> =
-            at.names().iter().zip(at.row(0)).take(8).map(|(name, v)| format!("{name} = {v:.4}")).collect();
-        let more = if at.names().len() > 8 { format!(", … ({} more)", at.names().len() - 8) } else { String::new() };
-        format!("log p(x, z) = {} at q's initial mean, where {}{more}", values[0], shown.join(", "))
-    };
-    Err(Error::NonFiniteInit { detail })
-}
-
-/// Rewrites `z[i]` in a diagnosis as `z[i] (block `name`)` when the model has named latents.
-fn name_coordinates<M: LogJoint + ?Sized>(detail: &str, model: &M) -> String {
-    let Some(latents) = model.named_latents() else { return detail.to_string() };
-    let mut out = detail.to_string();
-    for block in latents.blocks() {
-        for i in block.offset()..block.offset() + block.unconstrained_len() {
-            let from = format!("z[{i}] =");
-            out = out.replace(&from, &format!("z[{i}] (unconstrained `{}`) =", block.name()));
-        }
-    }
-    out
-}
-
-/// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).
-pub(crate) fn log_ratios<Q: VariationalFamily, M: LogJoint + ?Sized>(
-    q: &Q,
-    model: &M,
-    draws: usize,
-    seed: u64,
-    dtype: DType,
-    device: &Device,
-) -> Result<Vec<f64>> {
-    // up to 256 draws a call, fewer for big data sets: S · N ≤ 4 Mi keeps the model's [S, N, …]
-    // intermediates within a few hundred MB (N = 100,000 gives 41 draws a call)
-    let chunk = model.data_len().map_or(256, |n| (1usize << 22) / n.max(1)).clamp(1, 256);
-    let mut noise = Noise::new(seed, Stream::Evaluate);
-    let mut w = Vec::with_capacity(draws);
-    while w.len() < draws {
-        let n = chunk.min(draws - w.len());
-        let eps = noise.standard_normal(n, q.dim(), dtype, device)?;
-        let z = q.rsample(&eps)?.detach();
-        let log_w = (evaluate(model, &z)? - q.log_prob_of_noise(&eps)?)?;
-        w.extend(to_f64_vec(&log_w)?);
-    }
-    Ok(w)
-}
-
-/// Mean and Monte Carlo standard error.
-pub(crate) fn mean_se(x: &[f64]) -> (f64, f64) {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
-}
-
-/// A scalar tensor's value as f64.
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
-
-/// Says which draw gave a non-finite log p, and which of its coordinates alone make log p
-/// non-finite when moved there from q's mean (one batched call of `log_joint`).
-fn describe_nonfinite_log_joint<Q: VariationalFamily, M: LogJoint + ?Sized>(
-    q: &Q,
-    model: &M,
-    z: &Tensor,
-    log_joint: &Tensor,
-) -> Result<String> {
-    let lp = to_f64_vec(log_joint)?;
-    let Some(s) = lp.iter().position(|x| !x.is_finite()) else {
-        return Ok("the entropy of q is not finite (its scale overflowed or vanished)".into());
-    };
-    let zs = to_f64_vec(&z.get(s)?)?;
-    let shown = format_vec(&zs);
-    let bad_z: Vec<usize> = (0..zs.len()).filter(|&i| !zs[i].is_finite()).collect();
-    if !bad_z.is_empty() {
-        return Ok(format!("draw {s} has non-finite coordinates {bad_z:?} (q's scale overflowed): z = {shown}"));
-    }
-    let mean = q.loc()?.detach();
-    let at_mean = to_f64_vec(&evaluate(model, &mean.unsqueeze(0)?)?)?[0];
-    if !at_mean.is_finite() {
-        return Ok(format!("log p(x, z) = {} for draw {s} (z = {shown}), and also {at_mean} at q's mean", lp[s]));
-    }
-    // Row i: q's mean with coordinate i moved to the offending draw's value.
-    let d = zs.len();
-    let eye = Tensor::eye(d, z.dtype(), z.device())?;
-    let base = mean.unsqueeze(0)?.broadcast_as((d, d))?;
-    let moved = z.get(s)?.detach().unsqueeze(0)?.broadcast_as((d, d))?;
-    let probe = ((base * (1.0 - &eye)?)? + (moved * &eye)?)?;
-    let single = to_f64_vec(&evaluate(model, &probe)?)?;
-    let culprits: Vec<String> =
-        (0..d).filter(|&i| !single[i].is_finite()).map(|i| format!("z[{i}] = {}", zs[i])).collect();
-    Ok(if culprits.is_empty() {
-        format!("log p(x, z) = {} for draw {s}, z = {shown}; no single coordinate alone makes it non-finite", lp[s])
-    } else {
-        format!("log p(x, z) = {} for draw {s}, caused by {} (z = {shown})", lp[s], culprits.join(", "))
-    })
-}
-
-fn all_finite(t: &Tensor) -> Result<bool> {
-    Ok(scalar(&t.abs()?.sum_all()?)?.is_finite())
-}
-
-/// Says which coordinates of a parameter's gradient are not finite.
-fn describe_nonfinite_grad(name: &str, g: &Tensor) -> Result<String> {
-    Ok(describe_nonfinite_values(name, &to_f64_vec(g)?))
-}
-
-fn describe_nonfinite_values(name: &str, g: &[f64]) -> String {
-    let bad: Vec<usize> = (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect();
-    format!("the gradient of `{name}` is not finite at flat indices {bad:?} (log p(x, z) was finite)")
-}
-
-fn format_vec(v: &[f64]) -> String {
-    const SHOW: usize = 8;
-    let head: Vec<String> = v.iter().take(SHOW).map(|x| format!("{x:.4}")).collect();
-    let more = if v.len() > SHOW { format!(", … ({} more)", v.len() - SHOW) } else { String::new() };
-    format!("[{}{more}]", head.join(", "))
 }

@@ -25,11 +25,12 @@
 
 use candle_core::Tensor;
 
+use super::{Advi, Step};
 use crate::family::{Family, VariationalFamily};
+use crate::fit::{log_ratios, mean_se};
 use crate::model::LogJoint;
 use crate::optim::LocStep;
 use crate::stop::StopRule;
-use crate::svi::{log_ratios, mean_se, Advi, Step};
 use crate::{Error, Result};
 
 /// The ELBO of a q and its standard error, on fresh draws.

@@ -1,0 +1,78 @@
+//! What a fit carries from step to step ([`SviState`], a value), and what one step did
+//! ([`Step`]).
+
+use std::time::Duration;
+
+use candle_core::Tensor;
+
+use crate::fit::StopReason;
+use crate::noise::Noise;
+use crate::optim::OptimizerState;
+use crate::stop::StopState;
+
+/// What one step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The parameters moved; `elbo` is this step's Monte Carlo ELBO estimate.
+    Taken {
+        /// The step's ELBO estimate.
+        elbo: f64,
+    },
+    /// The ELBO or gradient was not finite, so the parameters were left alone.
+    Skipped {
+        /// What was not finite, and where.
+        detail: String,
+    },
+}
+
+/// Everything a fit carries from step to step.
+#[derive(Debug)]
+pub struct SviState<Q> {
+    /// The variational family at its current parameters.
+    pub q: Q,
+    pub(super) optimizer: OptimizerState,
+    pub(super) noise: Noise,
+    /// Draws the minibatch rows (None: every step sees all the data).
+    pub(super) batches: Option<Noise>,
+    /// The stopping rule's memory.
+    pub(super) stop: StopState,
+    /// Set once the stopping rule has decided.
+    pub(super) stopped: Option<StopReason>,
+    pub(super) iteration: usize,
+    pub(super) trace: Vec<f64>,
+    pub(super) skipped: usize,
+    pub(super) consecutive_skipped: usize,
+    /// Steps taken since the last skip or snapshot.
+    pub(super) taken_in_a_row: usize,
+    /// q's parameters at the start, then after each run of `SNAPSHOT_EVERY` clean steps.
+    pub(super) last_good: Vec<Tensor>,
+    /// The factor on the step size (halved after each recovery from non-finite steps).
+    pub(super) lr_scale: f64,
+    pub(super) halvings: usize,
+    /// Whether a step was taken since the start or the last restore.
+    pub(super) moved: bool,
+    pub(super) elapsed: Duration,
+}
+
+impl<Q> SviState<Q> {
+    /// The stopping rule's decision, once it has made one (`run` stops there; a manual loop of
+    /// [`crate::Advi::step`] should too).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
+    /// Steps taken or skipped so far.
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    /// The ELBO estimate of every step so far (NaN for skipped steps).
+    pub fn trace(&self) -> &[f64] {
+        &self.trace
+    }
+
+    /// Steps skipped so far because of non-finite values.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+}

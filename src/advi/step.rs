@@ -1,0 +1,276 @@
+//! The one step pipeline of stochastic ELBO ascent, for every family, objective and device.
+//!
+//! ```text
+//! ε [S, D] ~ N(0, I)                           seeded host noise
+//! z_s = T_λ(ε_s);  H(q) or log q(z_s)           the family
+//! log p(x, z_s),  g_s = ∇_z log p(x, z_s)       autodiff through the model only, z the leaf
+//! f, a_s = objective(log p, q's term)
+//! ∂f/∂λ = Σ_s a_s [g_s − 𝟙{LogQ} ∇_z log q_⊥(z_s)] ∂z_s/∂λ + 𝟙{Entropy} ∇_λ H(q)
+//!                                               in closed form on the host where the family offers it,
+//!                                               else by autodiff through z = T_λ(ε) and q's term
+//! skip if f or the gradient is not finite;  g ← g · min(1, c/‖g‖);  λ ← optimiser(λ, g, η_t)
+//! ```
+//!
+//! [`Advi::step`] adds the bookkeeping around one pass: the trace, the snapshots and the
+//! recovery from runs of non-finite steps, and the stopping rule.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::recovery::{
+    describe_nonfinite_gradient, describe_nonfinite_log_joint, scalar, snapshot, MAX_HALVINGS, SNAPSHOT_EVERY,
+};
+use super::{Advi, Step, SviState};
+use crate::family::{Family, FamilyGradient, HostGaussian, VariationalFamily};
+use crate::fit::StopReason;
+use crate::linalg::to_f64_vec;
+use crate::model::LogJoint;
+use crate::objective::{evaluate_rows, no_entropy, QTerm, QValues};
+use crate::optim::{Gradient, LocStep};
+use crate::stop::{Decision, StopState};
+use crate::{Error, Result};
+
+impl<F: Family> Advi<F> {
+    /// One step: draws ε, estimates the ELBO, and moves λ along its gradient unless the ELBO or
+    /// the gradient is not finite (then the step is skipped and counted). After
+    /// `max_consecutive_nonfinite` skipped steps in a row it restores and halves the step size,
+    /// or fails (see [`Advi::max_consecutive_nonfinite`]).
+    pub fn step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
+        let start = Instant::now();
+        let outcome = self.try_step(state, model);
+        state.elapsed += start.elapsed();
+        state.iteration += 1;
+        let step = outcome?;
+        match &step {
+            Step::Taken { elbo } => {
+                state.trace.push(*elbo);
+                state.consecutive_skipped = 0;
+                state.moved = true;
+                state.taken_in_a_row += 1;
+                if state.taken_in_a_row >= SNAPSHOT_EVERY {
+                    state.last_good = snapshot(&state.q)?;
+                    state.taken_in_a_row = 0;
+                }
+                if let StopState::Stan(rule) = &mut state.stop {
+                    if let Some((statistic, value)) = rule.observe(*elbo) {
+                        state.stopped = Some(StopReason::Stan { statistic, value });
+                    }
+                }
+            }
+            Step::Skipped { detail } => {
+                state.trace.push(f64::NAN);
+                state.skipped += 1;
+                state.consecutive_skipped += 1;
+                state.taken_in_a_row = 0;
+                if state.consecutive_skipped >= self.max_consecutive_nonfinite {
+                    // Back to the last parameters after a clean stretch, at half the step size,
+                    // with fresh optimiser moments; fail once that has not helped, or at once if
+                    // q has not moved since the start or the last restore (nothing to undo).
+                    if state.halvings < MAX_HALVINGS && state.moved {
+                        for ((_, var), value) in state.q.params().iter().zip(&state.last_good) {
+                            var.set(value)?;
+                        }
+                        state.optimizer.reset()?;
+                        state.lr_scale *= 0.5;
+                        state.halvings += 1;
+                        state.consecutive_skipped = 0;
+                        state.moved = false;
+                        if let StopState::Stationary(rule) = &mut state.stop {
+                            rule.restart(state.iteration);
+                        }
+                    } else {
+                        let halved = match state.halvings {
+                            0 => String::new(),
+                            h => format!(
+                                " (after restoring the last good parameters and halving the step size {h} times)"
+                            ),
+                        };
+                        return Err(Error::NonFinite {
+                            iteration: state.iteration - 1,
+                            consecutive: state.consecutive_skipped,
+                            detail: format!("{detail}{halved}"),
+                        });
+                    }
+                }
+            }
+        }
+        if let StopState::Stationary(rule) = &mut state.stop {
+            match rule.observe(&state.q, state.iteration)? {
+                Decision::Continue => {}
+                Decision::Stop(w) => state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse }),
+                Decision::Halve => state.lr_scale *= 0.5,
+            }
+        }
+        Ok(step)
+    }
+
+    /// The step pipeline, the same for every family, objective and device:
+    /// noise → draws (and q's term) → log p and its gradient in z → objective → gradient in λ →
+    /// guard → clip → update.
+    fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
+        let (s, d) = (self.samples, state.q.dim());
+        let eps = state.noise.standard_normal_host(s, d, self.dtype)?;
+        let rows = match (&mut state.batches, model.data_len()) {
+            (Some(batches), Some(n)) => Some(batches.rows(n, self.batch.unwrap_or(n), &self.device)?),
+            _ => None,
+        };
+        let closed_form = self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu();
+        let draw = Draw::new(&state.q, eps, s, closed_form, &self.device)?;
+        let term = self.objective.q_term();
+        let z = Var::from_tensor(&draw.z)?;
+        let log_joint = evaluate_rows(model, z.as_tensor(), rows.as_ref())?;
+        let lp = to_f64_vec(&log_joint)?;
+        let q_values = draw.q_values(&state.q, term)?;
+        let estimate = self.objective.estimate(&lp, q_values.as_values());
+        if !estimate.value.is_finite() {
+            let detail = describe_nonfinite_log_joint(&state.q, model, z.as_tensor(), &log_joint)?;
+            return Ok(Step::Skipped { detail });
+        }
+        let sd = match self.loc_step {
+            LocStep::Absolute => None,
+            LocStep::ScaleRelative => Some(draw.marginal_sd(&state.q)?),
+        };
+        let dlogp = log_joint.sum_all()?.backward()?.remove(z.as_tensor()); // None: log p ignores z
+        let (mut grads, values) = draw.gradient(&state.q, dlogp, &estimate.weights, term)?;
+        grads.scale(-1.0)?; // descent on −ELBO
+        if let Some((i, bad)) = grads.first_nonfinite()? {
+            let params = state.q.params();
+            return Ok(Step::Skipped { detail: describe_nonfinite_gradient(params[i].0, &bad) });
+        }
+        if let Some(max_norm) = self.clip_grad_norm {
+            let norm = grads.norm()?;
+            if norm > max_norm {
+                grads.scale(max_norm / norm)?;
+            }
+        }
+        let lr = self.lr_at(state);
+        // the location is a Gaussian's first parameter
+        state.optimizer.update(values, grads, lr, sd.as_deref().map(|sd| (0, sd)))?;
+        Ok(Step::Taken { elbo: estimate.value })
+    }
+}
+
+/// One step's draws of q, and what the family's part of the gradient needs.
+struct Draw {
+    /// z, `[S, D]`, detached: the leaf that the model is differentiated at.
+    z: Tensor,
+    how: Pullback,
+}
+
+/// How the gradient in z is carried back to λ.
+enum Pullback {
+    /// In closed form on the host ([`HostGaussian`]).
+    Host { q: HostGaussian, eps: Vec<f64>, units: Vec<f64> },
+    /// By autodiff through z = T_λ(ε) (`z` keeps its graph).
+    Autodiff { eps: Tensor, z: Tensor },
+}
+
+/// q's term of the estimate, as [`Objective::q_term`] asked.
+enum QOwned {
+    Entropy(f64),
+    LogQ(Vec<f64>),
+}
+
+impl QOwned {
+    fn as_values(&self) -> QValues<'_> {
+        match self {
+            QOwned::Entropy(h) => QValues::Entropy(*h),
+            QOwned::LogQ(log_q) => QValues::LogQ(log_q),
+        }
+    }
+}
+
+impl Draw {
+    /// z = T_λ(ε) from the host noise `eps` (`[S, D]` row-major): on the host where the family
+    /// has its gradient in closed form and `closed_form` allows it, else as a tensor graph.
+    fn new<Q: VariationalFamily>(q: &Q, eps: Vec<f64>, s: usize, closed_form: bool, device: &Device) -> Result<Self> {
+        let (d, dtype) = (q.dim(), q.dtype());
+        if closed_form {
+            if let Some(host) = q.host_gaussian()? {
+                let (z, units) = host.sample(&eps);
+                let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+                return Ok(Draw { z, how: Pullback::Host { q: host, eps, units } });
+            }
+        }
+        let eps = host_noise_tensor(eps, s, d, dtype, device)?;
+        let z = q.rsample(&eps)?;
+        Ok(Draw { z: z.detach(), how: Pullback::Autodiff { eps, z } })
+    }
+
+    /// H(q) or log q(z_s) of the draws.
+    fn q_values<Q: VariationalFamily>(&self, q: &Q, term: QTerm) -> Result<QOwned> {
+        Ok(match (&self.how, term) {
+            (Pullback::Host { q: host, .. }, QTerm::Entropy) => QOwned::Entropy(host.entropy()),
+            (Pullback::Host { q: host, eps, .. }, QTerm::LogQ) => {
+                QOwned::LogQ(eps.chunks(host.dim()).map(|e| host.log_prob_of_noise(e)).collect())
+            }
+            (Pullback::Autodiff { .. }, QTerm::Entropy) => match q.closed_form_entropy()? {
+                Some(h) => QOwned::Entropy(scalar(&h)?),
+                None => return Err(no_entropy(q.name())),
+            },
+            (Pullback::Autodiff { eps, .. }, QTerm::LogQ) => QOwned::LogQ(to_f64_vec(&q.log_prob_of_noise(eps)?)?),
+        })
+    }
+
+    /// ∂f/∂λ (ascent) from ∇_z Σ_s log p(x, z_s) (`dlogp`, `[S, D]`) and the objective's weights
+    /// (formula in [`crate::objective`]), with q's parameter values when they were read to the host.
+    fn gradient<Q: VariationalFamily>(
+        self,
+        q: &Q,
+        dlogp: Option<Tensor>,
+        weights: &[f64],
+        term: QTerm,
+    ) -> Result<(Gradient, Option<Vec<Vec<f64>>>)> {
+        match self.how {
+            Pullback::Host { q: host, eps, units } => {
+                let dlogp = match dlogp {
+                    Some(g) => to_f64_vec(&g)?,
+                    None => vec![0.0; eps.len()],
+                };
+                let grads = host.gradient(&eps, &units, &dlogp, weights, term);
+                Ok((Gradient::Host(grads), Some(host.into_values())))
+            }
+            Pullback::Autodiff { z, .. } => {
+                let (s, dtype, device) = (weights.len(), z.dtype(), z.device().clone());
+                let a = Tensor::from_slice(weights, (s, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(&device)?;
+                // Σ_s a_s [g_s · z_s(λ) − 𝟙{LogQ} log q_⊥(z_s(λ))] + 𝟙{Entropy} H(q): its gradient in λ
+                // is the objective's (g_s fixed, λ held fixed inside log q_⊥)
+                let mut surrogate = match dlogp {
+                    Some(g) => (z.broadcast_mul(&a)? * g.detach())?.sum_all()?,
+                    None => Tensor::zeros((), dtype, &device)?,
+                };
+                surrogate = match term {
+                    QTerm::Entropy => match q.closed_form_entropy()? {
+                        Some(h) => (surrogate + h)?,
+                        None => return Err(no_entropy(q.name())),
+                    },
+                    QTerm::LogQ => (surrogate - (q.log_prob(&z)? * a.squeeze(1)?)?.sum_all()?)?,
+                };
+                let grads = surrogate.backward()?;
+                let grads = q.params().iter().map(|(_, v)| grads.get(v.as_tensor()).map(Tensor::detach)).collect();
+                Ok((Gradient::Tensors(grads), None))
+            }
+        }
+    }
+
+    /// q's sd of each coordinate (for [`LocStep::ScaleRelative`]).
+    fn marginal_sd<Q: VariationalFamily>(&self, q: &Q) -> Result<Vec<f64>> {
+        match &self.how {
+            Pullback::Host { q: host, .. } => Ok(host.marginal_sd()),
+            Pullback::Autodiff { .. } => match q.gaussian() {
+                Some(g) => to_f64_vec(&g.marginal_log_sd()?.exp()?),
+                None => Err(Error::config(
+                    "loc_step",
+                    "ScaleRelative",
+                    format!("the {} is not a Gaussian: it has no location and sds to measure steps in", q.name()),
+                )),
+            },
+        }
+    }
+}
+
+/// The host noise as a `[S, D]` tensor of `dtype` on `device` (the values are exact in `dtype`).
+fn host_noise_tensor(eps: Vec<f64>, s: usize, d: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(eps, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?)
+}
