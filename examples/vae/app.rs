@@ -14,12 +14,18 @@
 //! the test ELBO (all test images, one draw each, the same draws every epoch), the KL per latent
 //! dimension and the number of active units. The pictures go to `--out`.
 
+#[path = "../common/args.rs"]
+mod args;
 #[path = "../common/device.rs"]
 mod device;
+#[path = "../common/error.rs"]
+mod error;
+#[path = "../common/output.rs"]
+mod output;
+#[path = "../common/progress.rs"]
+mod progress;
 pub use device::DeviceArg;
 
-use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -29,8 +35,11 @@ use elbo::amortized::KlWarmup;
 use elbo::noise::{Noise, Stream};
 use elbo_models::idx::{read_mnist_images, Images};
 use elbo_models::{Vae, VaeConfig, VaeLikelihood, VaeTrainer};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
+
+use args::{at_least_one, positive};
+use progress::Screen;
 
 #[path = "plot.rs"]
 pub mod plot;
@@ -54,14 +63,6 @@ pub enum LikelihoodArg {
     Bernoulli,
     /// Gaussian with a fixed standard deviation (--gaussian-scale).
     Gaussian,
-}
-
-/// A whole number ≥ 1, with a plain message otherwise.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err(format!("`{s}` is not a whole number ≥ 1")),
-    }
 }
 
 /// Train a variational autoencoder on MNIST-format images (Fashion-MNIST by default).
@@ -136,42 +137,18 @@ pub struct Args {
     pub no_plot: bool,
 }
 
-/// What can go wrong after clap has parsed the arguments.
+/// `vae`, for the messages of its errors.
 #[derive(Debug)]
-pub enum AppError {
-    /// Bad settings.
-    Input(String),
-    /// The images cannot be read: what is wrong, and how to install them.
-    Data(String),
-    /// Training or evaluation failed.
-    Fit(elbo::Error),
-    /// Writing a result failed.
-    Output(String),
+pub struct VaeExample;
+
+impl error::Example for VaeExample {
+    const FIT_FAILED: &'static str = "training failed";
 }
 
-impl fmt::Display for AppError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AppError::Input(m) | AppError::Output(m) => write!(f, "{m}"),
-            AppError::Data(m) => write!(f, "cannot read the images: {m}\n  {INSTALL_HINT}"),
-            AppError::Fit(e) => write!(f, "training failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AppError {}
-
-impl From<elbo::Error> for AppError {
-    fn from(e: elbo::Error) -> Self {
-        AppError::Fit(e)
-    }
-}
-
-impl From<candle_core::Error> for AppError {
-    fn from(e: candle_core::Error) -> Self {
-        AppError::Fit(e.into())
-    }
-}
+/// What can go wrong after clap has parsed the arguments: bad settings, images that cannot be read
+/// (what is wrong, and how to install them), a failed training or evaluation, a file that cannot be
+/// written.
+pub type AppError = error::AppError<VaeExample>;
 
 /// One epoch's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -270,7 +247,8 @@ fn to_tensor(images: &Images, keep: Option<usize>, device: &Device) -> Result<Te
 
 /// Reads the images of `args.data` onto `device`.
 pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
-    let (train, test) = read_mnist_images(&args.data).map_err(|e| AppError::Data(e.to_string()))?;
+    let (train, test) = read_mnist_images(&args.data)
+        .map_err(|e| AppError::Data(format!("cannot read the images: {e}\n  {INSTALL_HINT}")))?;
     Ok(Data {
         train: to_tensor(&train, args.train_n, device)?,
         test: to_tensor(&test, args.test_n, device)?,
@@ -298,14 +276,12 @@ fn set_threads(threads: Option<usize>) -> Option<usize> {
 }
 
 fn check_settings(args: &Args) -> Result<(), AppError> {
-    if !(args.lr > 0.0 && args.lr.is_finite()) {
-        return Err(AppError::Input(format!("--lr {} must be a positive number", args.lr)));
-    }
+    positive("--lr", args.lr).map_err(AppError::Input)?;
     if !(args.warmup_epochs >= 0.0 && args.warmup_epochs.is_finite()) {
         return Err(AppError::Input(format!("--warmup-epochs {} must be a number ≥ 0", args.warmup_epochs)));
     }
-    if args.likelihood == LikelihoodArg::Gaussian && !(args.gaussian_scale > 0.0 && args.gaussian_scale.is_finite()) {
-        return Err(AppError::Input(format!("--gaussian-scale {} must be a positive number", args.gaussian_scale)));
+    if args.likelihood == LikelihoodArg::Gaussian {
+        positive("--gaussian-scale", args.gaussian_scale).map_err(AppError::Input)?;
     }
     if args.epochs == 0 && args.load.is_none() {
         return Err(AppError::Input("--epochs 0 only makes sense with --load FILE (evaluate saved weights)".into()));
@@ -326,8 +302,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         return Err(AppError::Input(format!("--batch {} is larger than the {n_train} training images", args.batch)));
     }
     if !args.no_plot {
-        std::fs::create_dir_all(&args.out)
-            .map_err(|e| AppError::Output(format!("cannot create the folder {}: {e}", args.out.display())))?;
+        output::create_folder(&args.out).map_err(AppError::Output)?;
     }
     let likelihood = match args.likelihood {
         LikelihoodArg::Bernoulli => VaeLikelihood::Bernoulli,
@@ -367,7 +342,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
     let steps_per_epoch = n_train.div_ceil(args.batch);
     let mut rows = Vec::with_capacity(args.epochs);
     for epoch in 0..args.epochs {
-        let bar = (say && std::io::stderr().is_terminal()).then(|| epoch_bar(epoch + 1, args.epochs, steps_per_epoch));
+        let bar = epoch_bar(say, epoch + 1, args.epochs, steps_per_epoch);
         let order = batches.rows(n_train, n_train, &device)?;
         let start = Instant::now();
         let (mut elbo_sum, mut seen) = (0.0, 0usize);
@@ -480,10 +455,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         notes,
     };
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
-        std::fs::write(path, json + "\n")
-            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
+        output::write_json(path, &report).map_err(AppError::Output)?;
     }
     Ok(report)
 }
@@ -507,15 +479,12 @@ pub fn epoch_line(row: &EpochRow, latent: usize) -> String {
     )
 }
 
-fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+/// The bar of one epoch's batches, on stderr.
+fn epoch_bar(show: bool, epoch: usize, epochs: usize, steps: usize) -> Option<ProgressBar> {
+    let bar =
+        progress::bar(show, Screen::Stderr, 20, steps as u64, "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")?;
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-    bar
+    Some(bar)
 }
 
 /// Draws the pictures into `args.out`; returns their paths.
