@@ -13,6 +13,9 @@
 //! Each epoch prints the train ELBO (running mean over the epoch's batches, as the weights move),
 //! the test ELBO (all test images, one draw each, the same draws every epoch), the KL per latent
 //! dimension and the number of active units. The pictures go to `--out`.
+//!
+//! The pieces: `cli` (the flags), `data` (the images), `plot` (the PNG files); training,
+//! evaluation and the report are below.
 
 #[path = "../common/args.rs"]
 mod args;
@@ -24,118 +27,34 @@ mod error;
 mod output;
 #[path = "../common/progress.rs"]
 mod progress;
-pub use device::DeviceArg;
+
+#[path = "cli.rs"]
+mod cli;
+#[path = "data.rs"]
+mod data;
+#[path = "plot.rs"]
+pub mod plot;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use clap::{Parser, ValueEnum};
+use candle_core::{DType, Tensor};
 use elbo::amortized::KlWarmup;
 use elbo::noise::{Noise, Stream};
-use elbo_models::idx::{read_mnist_images, Images};
 use elbo_models::{Vae, VaeConfig, VaeLikelihood, VaeTrainer};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use args::{at_least_one, positive};
+use data::Data;
 use progress::Screen;
 
-#[path = "plot.rs"]
-pub mod plot;
+pub use cli::{Args, LikelihoodArg};
+pub use device::DeviceArg;
 
-/// Debian's Fashion-MNIST (package `dataset-fashion-mnist`).
-pub const DEFAULT_DATA: &str = "/usr/share/datasets/fashion-mnist";
-/// The one command that installs it.
-pub const INSTALL_HINT: &str = "install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (Debian, \
-                                Ubuntu), or pass --data DIR with an MNIST-format folder holding \
-                                train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]";
 /// Rows per chunk when evaluating (bounds the memory of the test pass).
 const EVAL_CHUNK: usize = 1000;
 /// Steps between two updates of the progress bar.
 const BAR_EVERY: usize = 10;
-
-/// The decoder's likelihood.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LikelihoodArg {
-    /// Bernoulli on logits, on grey levels in [0, 1].
-    Bernoulli,
-    /// Gaussian with a fixed standard deviation (--gaussian-scale).
-    Gaussian,
-}
-
-/// Train a variational autoencoder on MNIST-format images (Fashion-MNIST by default).
-#[derive(Parser, Debug, Clone)]
-#[command(name = "vae")]
-pub struct Args {
-    /// Folder with train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA)]
-    pub data: PathBuf,
-    /// Passes over the training images (0 with --load: evaluate only).
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Images per minibatch.
-    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
-    pub batch: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// Latent dimension D (2 also draws the latent-space manifold).
-    #[arg(long, default_value_t = 20, value_parser = at_least_one)]
-    pub latent: usize,
-    /// Width of the hidden layer of the encoder and of the decoder.
-    #[arg(long, default_value_t = 400, value_parser = at_least_one)]
-    pub hidden: usize,
-    /// Epochs over which the KL weight β rises linearly from 0 to 1 (0: β = 1 throughout).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub warmup_epochs: f64,
-    /// Seed of the weights, the batches and the noise (a CPU run is reproducible bit for bit).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Importance samples K per image of the final test log-likelihood (0: skip it).
-    #[arg(long, default_value_t = 100)]
-    pub iw_k: usize,
-    /// Test images in the importance-weighted estimate (the first ones).
-    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
-    pub iw_n: usize,
-    /// The decoder's likelihood.
-    #[arg(long, value_enum, default_value_t = LikelihoodArg::Bernoulli)]
-    pub likelihood: LikelihoodArg,
-    /// Standard deviation of the Gaussian decoder.
-    #[arg(long, default_value_t = 0.1)]
-    pub gaussian_scale: f64,
-    /// Use only the first N training images.
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub train_n: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub test_n: Option<usize>,
-    /// Where to train: `auto` is the GPU when built with `--features cuda` and one is there.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// CPU threads for candle's matrix products [default: RAYON_NUM_THREADS if set, else all cores].
-    #[arg(long, value_parser = at_least_one)]
-    pub threads: Option<usize>,
-    /// Start from the weights in this safetensors file (written by --save with the same sizes).
-    #[arg(long, value_name = "FILE")]
-    pub load: Option<PathBuf>,
-    /// Write the trained weights to this safetensors file.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
-    /// Folder for the pictures (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "out")]
-    pub out: PathBuf,
-    /// Write every figure printed as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// No progress bar and no per-epoch lines.
-    #[arg(long)]
-    pub quiet: bool,
-    /// No pictures.
-    #[arg(long)]
-    pub no_plot: bool,
-}
 
 /// `vae`, for the messages of its errors.
 #[derive(Debug)]
@@ -228,34 +147,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// The training and test images as `[N, P]` tensors in [0, 1].
-pub struct Data {
-    /// Training images.
-    pub train: Tensor,
-    /// Test images.
-    pub test: Tensor,
-    /// Rows and columns of an image.
-    pub shape: (usize, usize),
-}
-
-fn to_tensor(images: &Images, keep: Option<usize>, device: &Device) -> Result<Tensor, AppError> {
-    let n = keep.map_or(images.n, |k| k.min(images.n));
-    let p = images.pixels_per_image();
-    let values: Vec<f32> = images.pixels[..n * p].iter().map(|&v| v as f32 / 255.0).collect();
-    Ok(Tensor::from_vec(values, (n, p), device)?)
-}
-
-/// Reads the images of `args.data` onto `device`.
-pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
-    let (train, test) = read_mnist_images(&args.data)
-        .map_err(|e| AppError::Data(format!("cannot read the images: {e}\n  {INSTALL_HINT}")))?;
-    Ok(Data {
-        train: to_tensor(&train, args.train_n, device)?,
-        test: to_tensor(&test, args.test_n, device)?,
-        shape: (train.rows, train.cols),
-    })
-}
-
 /// Sets candle's thread counts before its first operation: `--threads`, else the user's
 /// RAYON_NUM_THREADS, else every core, for the matrix products (the VAE's are large: more threads
 /// help); element-wise ops stay on one thread (CANDLE_NUM_THREADS=1) unless the user set it, because
@@ -275,27 +166,13 @@ fn set_threads(threads: Option<usize>) -> Option<usize> {
     n
 }
 
-fn check_settings(args: &Args) -> Result<(), AppError> {
-    positive("--lr", args.lr).map_err(AppError::Input)?;
-    if !(args.warmup_epochs >= 0.0 && args.warmup_epochs.is_finite()) {
-        return Err(AppError::Input(format!("--warmup-epochs {} must be a number ≥ 0", args.warmup_epochs)));
-    }
-    if args.likelihood == LikelihoodArg::Gaussian {
-        positive("--gaussian-scale", args.gaussian_scale).map_err(AppError::Input)?;
-    }
-    if args.epochs == 0 && args.load.is_none() {
-        return Err(AppError::Input("--epochs 0 only makes sense with --load FILE (evaluate saved weights)".into()));
-    }
-    Ok(())
-}
-
 /// Reads the data, trains, evaluates, draws, writes the JSON and the checkpoint; returns the report.
 pub fn run(args: Args) -> Result<Report, AppError> {
-    check_settings(&args)?;
+    args.check()?;
     let threads = set_threads(args.threads);
     let mut notes = Vec::new();
     let device = device::pick(args.device).map_err(AppError::Input)?;
-    let data = load_data(&args, &device)?;
+    let data = data::load_data(&args, &device)?;
     let (n_train, pixels) = data.train.dims2()?;
     let n_test = data.test.dim(0)?;
     if args.batch > n_train {
