@@ -19,8 +19,7 @@ use elbo_models::LinearRegression;
 #[path = "common/entry.rs"]
 mod entry;
 
-// glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
-// benches/README.md), mimalloc is not.
+// glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
