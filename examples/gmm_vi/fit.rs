@@ -12,7 +12,7 @@ use super::progress::{self, Screen};
 use super::report::element_name;
 use super::{AppError, Args, FamilyArg, Mixture};
 
-/// Steps between two updates of the progress bar (its cost stays far below 1 % of a step).
+/// Steps between two updates of the progress bar (so that drawing it stays a small part of a step).
 const BAR_EVERY: usize = 50;
 /// Steps averaged for the smoothed ELBO (bar and trace plot).
 pub const SMOOTH: usize = 100;
