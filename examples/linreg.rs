@@ -16,8 +16,10 @@ use elbo::linalg::to_f64_vec;
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
 
-// glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
-// benches/README.md), mimalloc is not.
+#[path = "common/entry.rs"]
+mod entry;
+
+// glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -103,12 +105,5 @@ fn summarise<Q: VariationalFamily>(fit: Fit<Q>) -> elbo::Result<Summary> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    entry::main(|args: Args| run(&args))
 }

@@ -8,40 +8,28 @@
 //! cargo run --release --example gmm_vi --features cuda          # on the GPU if there is one
 //! ```
 //!
-//! Everything happens in `app.rs` (`app::run`), which the tests call in-process.
+//! Everything happens in `app.rs` (`app::run`), which the tests call in-process; `app.rs` says
+//! which file holds which part.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod app;
+#[path = "../common/entry.rs"]
+mod entry;
 
-// glibc's malloc is bimodal for candle's per-op tensors (2× slower steps in some runs; see
-// benches/README.md), mimalloc is not.
+// glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
-    let args = match app::Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => {
-            // --help and --version are not errors
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    match app::run(args) {
-        Ok(report) => {
-            for note in &report.notes {
-                eprintln!("{note}");
-            }
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+impl entry::Finished for app::Report {
+    fn notes(&self) -> &[String] {
+        &self.notes
     }
+    fn print(&self) {
+        print!("{self}");
+    }
+}
+
+fn main() -> ExitCode {
+    entry::main(app::run)
 }

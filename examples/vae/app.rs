@@ -13,165 +13,61 @@
 //! Each epoch prints the train ELBO (running mean over the epoch's batches, as the weights move),
 //! the test ELBO (all test images, one draw each, the same draws every epoch), the KL per latent
 //! dimension and the number of active units. The pictures go to `--out`.
+//!
+//! The pieces: `cli` (the flags), `data` (the images), `plot` (the PNG files); training,
+//! evaluation and the report are below.
 
+#[path = "../common/args.rs"]
+mod args;
 #[path = "../common/device.rs"]
 mod device;
-pub use device::DeviceArg;
+#[path = "../common/error.rs"]
+mod error;
+#[path = "../common/output.rs"]
+mod output;
+#[path = "../common/progress.rs"]
+mod progress;
 
-use std::fmt;
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-use candle_core::{DType, Device, Tensor};
-use clap::{Parser, ValueEnum};
-use elbo::amortized::KlWarmup;
-use elbo::noise::{Noise, Stream};
-use elbo_models::idx::{read_mnist_images, Images};
-use elbo_models::{Vae, VaeConfig, VaeLikelihood, VaeTrainer};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
+#[path = "cli.rs"]
+mod cli;
+#[path = "data.rs"]
+mod data;
 #[path = "plot.rs"]
 pub mod plot;
 
-/// Debian's Fashion-MNIST (package `dataset-fashion-mnist`).
-pub const DEFAULT_DATA: &str = "/usr/share/datasets/fashion-mnist";
-/// The one command that installs it.
-pub const INSTALL_HINT: &str = "install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (Debian, \
-                                Ubuntu), or pass --data DIR with an MNIST-format folder holding \
-                                train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]";
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use elbo::amortized::KlWarmup;
+use elbo::noise::{Noise, Stream};
+use elbo_models::{Vae, VaeConfig, VaeLikelihood, VaeTrainer};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use data::Data;
+use progress::Screen;
+
+pub use cli::{Args, LikelihoodArg};
+pub use device::DeviceArg;
+
 /// Rows per chunk when evaluating (bounds the memory of the test pass).
 const EVAL_CHUNK: usize = 1000;
 /// Steps between two updates of the progress bar.
 const BAR_EVERY: usize = 10;
 
-/// The decoder's likelihood.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LikelihoodArg {
-    /// Bernoulli on logits, on grey levels in [0, 1].
-    Bernoulli,
-    /// Gaussian with a fixed standard deviation (--gaussian-scale).
-    Gaussian,
-}
-
-/// A whole number ≥ 1, with a plain message otherwise.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err(format!("`{s}` is not a whole number ≥ 1")),
-    }
-}
-
-/// Train a variational autoencoder on MNIST-format images (Fashion-MNIST by default).
-#[derive(Parser, Debug, Clone)]
-#[command(name = "vae")]
-pub struct Args {
-    /// Folder with train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA)]
-    pub data: PathBuf,
-    /// Passes over the training images (0 with --load: evaluate only).
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Images per minibatch.
-    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
-    pub batch: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// Latent dimension D (2 also draws the latent-space manifold).
-    #[arg(long, default_value_t = 20, value_parser = at_least_one)]
-    pub latent: usize,
-    /// Width of the hidden layer of the encoder and of the decoder.
-    #[arg(long, default_value_t = 400, value_parser = at_least_one)]
-    pub hidden: usize,
-    /// Epochs over which the KL weight β rises linearly from 0 to 1 (0: β = 1 throughout).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub warmup_epochs: f64,
-    /// Seed of the weights, the batches and the noise (a CPU run is reproducible bit for bit).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Importance samples K per image of the final test log-likelihood (0: skip it).
-    #[arg(long, default_value_t = 100)]
-    pub iw_k: usize,
-    /// Test images in the importance-weighted estimate (the first ones).
-    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
-    pub iw_n: usize,
-    /// The decoder's likelihood.
-    #[arg(long, value_enum, default_value_t = LikelihoodArg::Bernoulli)]
-    pub likelihood: LikelihoodArg,
-    /// Standard deviation of the Gaussian decoder.
-    #[arg(long, default_value_t = 0.1)]
-    pub gaussian_scale: f64,
-    /// Use only the first N training images.
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub train_n: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub test_n: Option<usize>,
-    /// Where to train: `auto` is the GPU when built with `--features cuda` and one is there.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// CPU threads for candle's matrix products [default: RAYON_NUM_THREADS if set, else all cores].
-    #[arg(long, value_parser = at_least_one)]
-    pub threads: Option<usize>,
-    /// Start from the weights in this safetensors file (written by --save with the same sizes).
-    #[arg(long, value_name = "FILE")]
-    pub load: Option<PathBuf>,
-    /// Write the trained weights to this safetensors file.
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
-    /// Folder for the pictures (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "out")]
-    pub out: PathBuf,
-    /// Write every figure printed as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// No progress bar and no per-epoch lines.
-    #[arg(long)]
-    pub quiet: bool,
-    /// No pictures.
-    #[arg(long)]
-    pub no_plot: bool,
-}
-
-/// What can go wrong after clap has parsed the arguments.
+/// `vae`, for the messages of its errors.
 #[derive(Debug)]
-pub enum AppError {
-    /// Bad settings.
-    Input(String),
-    /// The images cannot be read: what is wrong, and how to install them.
-    Data(String),
-    /// Training or evaluation failed.
-    Fit(elbo::Error),
-    /// Writing a result failed.
-    Output(String),
+pub struct VaeExample;
+
+impl error::Example for VaeExample {
+    const FIT_FAILED: &'static str = "training failed";
 }
 
-impl fmt::Display for AppError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AppError::Input(m) | AppError::Output(m) => write!(f, "{m}"),
-            AppError::Data(m) => write!(f, "cannot read the images: {m}\n  {INSTALL_HINT}"),
-            AppError::Fit(e) => write!(f, "training failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AppError {}
-
-impl From<elbo::Error> for AppError {
-    fn from(e: elbo::Error) -> Self {
-        AppError::Fit(e)
-    }
-}
-
-impl From<candle_core::Error> for AppError {
-    fn from(e: candle_core::Error) -> Self {
-        AppError::Fit(e.into())
-    }
-}
+/// What can go wrong after clap has parsed the arguments: bad settings, images that cannot be read
+/// (what is wrong, and how to install them), a failed training or evaluation, a file that cannot be
+/// written.
+pub type AppError = error::AppError<VaeExample>;
 
 /// One epoch's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -251,33 +147,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// The training and test images as `[N, P]` tensors in [0, 1].
-pub struct Data {
-    /// Training images.
-    pub train: Tensor,
-    /// Test images.
-    pub test: Tensor,
-    /// Rows and columns of an image.
-    pub shape: (usize, usize),
-}
-
-fn to_tensor(images: &Images, keep: Option<usize>, device: &Device) -> Result<Tensor, AppError> {
-    let n = keep.map_or(images.n, |k| k.min(images.n));
-    let p = images.pixels_per_image();
-    let values: Vec<f32> = images.pixels[..n * p].iter().map(|&v| v as f32 / 255.0).collect();
-    Ok(Tensor::from_vec(values, (n, p), device)?)
-}
-
-/// Reads the images of `args.data` onto `device`.
-pub fn load_data(args: &Args, device: &Device) -> Result<Data, AppError> {
-    let (train, test) = read_mnist_images(&args.data).map_err(|e| AppError::Data(e.to_string()))?;
-    Ok(Data {
-        train: to_tensor(&train, args.train_n, device)?,
-        test: to_tensor(&test, args.test_n, device)?,
-        shape: (train.rows, train.cols),
-    })
-}
-
 /// Sets candle's thread counts before its first operation: `--threads`, else the user's
 /// RAYON_NUM_THREADS, else every core, for the matrix products (the VAE's are large: more threads
 /// help); element-wise ops stay on one thread (CANDLE_NUM_THREADS=1) unless the user set it, because
@@ -297,37 +166,20 @@ fn set_threads(threads: Option<usize>) -> Option<usize> {
     n
 }
 
-fn check_settings(args: &Args) -> Result<(), AppError> {
-    if !(args.lr > 0.0 && args.lr.is_finite()) {
-        return Err(AppError::Input(format!("--lr {} must be a positive number", args.lr)));
-    }
-    if !(args.warmup_epochs >= 0.0 && args.warmup_epochs.is_finite()) {
-        return Err(AppError::Input(format!("--warmup-epochs {} must be a number ≥ 0", args.warmup_epochs)));
-    }
-    if args.likelihood == LikelihoodArg::Gaussian && !(args.gaussian_scale > 0.0 && args.gaussian_scale.is_finite()) {
-        return Err(AppError::Input(format!("--gaussian-scale {} must be a positive number", args.gaussian_scale)));
-    }
-    if args.epochs == 0 && args.load.is_none() {
-        return Err(AppError::Input("--epochs 0 only makes sense with --load FILE (evaluate saved weights)".into()));
-    }
-    Ok(())
-}
-
 /// Reads the data, trains, evaluates, draws, writes the JSON and the checkpoint; returns the report.
 pub fn run(args: Args) -> Result<Report, AppError> {
-    check_settings(&args)?;
+    args.check()?;
     let threads = set_threads(args.threads);
     let mut notes = Vec::new();
     let device = device::pick(args.device).map_err(AppError::Input)?;
-    let data = load_data(&args, &device)?;
+    let data = data::load_data(&args, &device)?;
     let (n_train, pixels) = data.train.dims2()?;
     let n_test = data.test.dim(0)?;
     if args.batch > n_train {
         return Err(AppError::Input(format!("--batch {} is larger than the {n_train} training images", args.batch)));
     }
     if !args.no_plot {
-        std::fs::create_dir_all(&args.out)
-            .map_err(|e| AppError::Output(format!("cannot create the folder {}: {e}", args.out.display())))?;
+        output::create_folder(&args.out).map_err(AppError::Output)?;
     }
     let likelihood = match args.likelihood {
         LikelihoodArg::Bernoulli => VaeLikelihood::Bernoulli,
@@ -367,7 +219,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
     let steps_per_epoch = n_train.div_ceil(args.batch);
     let mut rows = Vec::with_capacity(args.epochs);
     for epoch in 0..args.epochs {
-        let bar = (say && std::io::stderr().is_terminal()).then(|| epoch_bar(epoch + 1, args.epochs, steps_per_epoch));
+        let bar = epoch_bar(say, epoch + 1, args.epochs, steps_per_epoch);
         let order = batches.rows(n_train, n_train, &device)?;
         let start = Instant::now();
         let (mut elbo_sum, mut seen) = (0.0, 0usize);
@@ -480,10 +332,7 @@ pub fn run(args: Args) -> Result<Report, AppError> {
         notes,
     };
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
-        std::fs::write(path, json + "\n")
-            .map_err(|e| AppError::Output(format!("cannot write {}: {e}", path.display())))?;
+        output::write_json(path, &report).map_err(AppError::Output)?;
     }
     Ok(report)
 }
@@ -507,15 +356,12 @@ pub fn epoch_line(row: &EpochRow, latent: usize) -> String {
     )
 }
 
-fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+/// The bar of one epoch's batches, on stderr.
+fn epoch_bar(show: bool, epoch: usize, epochs: usize, steps: usize) -> Option<ProgressBar> {
+    let bar =
+        progress::bar(show, Screen::Stderr, 20, steps as u64, "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")?;
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-    bar
+    Some(bar)
 }
 
 /// Draws the pictures into `args.out`; returns their paths.

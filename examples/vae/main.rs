@@ -15,34 +15,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod app;
+#[path = "../common/entry.rs"]
+mod entry;
 
 // glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> ExitCode {
-    let args = match app::Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => {
-            // --help and --version are not errors
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    match app::run(args) {
-        Ok(report) => {
-            for note in &report.notes {
-                eprintln!("{note}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+/// The run printed its figures as it went: only the notes are left.
+impl entry::Finished for app::Report {
+    fn notes(&self) -> &[String] {
+        &self.notes
     }
+}
+
+fn main() -> ExitCode {
+    entry::main(app::run)
 }
