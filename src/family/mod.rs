@@ -11,6 +11,80 @@
 //! [`MeanField`] fits a diagonal L ([`MeanFieldGaussian`]); [`FullRank`] a dense lower-triangular
 //! L ([`FullRankGaussian`]). The positive diagonal is `link(raw)` with [`ScaleLink`] `Log` (σ = e^ω,
 //! as in ADVI) or `Softplus`.
+//!
+//! A family is two types: the distribution with its parameters ([`VariationalFamily`]) and the
+//! choice that makes it at the fit's start ([`Family`]). The engine needs draws differentiable in
+//! λ, log q of the draws and log q with λ held fixed; everything else is a capability with a
+//! default. A user's own family, in one file: the isotropic Gaussian q = N(μ, σ² I), σ = e^ω,
+//! whose entropy H = D (½ + ½ log 2π + ω) is in closed form. Its gradient is taken by autodiff.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor, Var};
+//! use elbo::family::Init;
+//! use elbo::prelude::*;
+//!
+//! const HALF_LN_2PI: f64 = 0.918_938_533_204_672_7;
+//!
+//! #[derive(Clone, Copy, Debug)]
+//! struct Isotropic;
+//!
+//! struct IsotropicGaussian { loc: Var, log_scale: Var }
+//!
+//! impl Family for Isotropic {
+//!     type Q = IsotropicGaussian;
+//!     fn init(&self, init: &Init) -> elbo::Result<IsotropicGaussian> {
+//!         let d = init.loc.len();
+//!         let loc = Tensor::from_slice(&init.loc, d, &init.device)?.to_dtype(init.dtype)?;
+//!         let log_scale = Tensor::full(init.scale.ln(), 1, &init.device)?.to_dtype(init.dtype)?;
+//!         Ok(IsotropicGaussian { loc: Var::from_tensor(&loc)?, log_scale: Var::from_tensor(&log_scale)? })
+//!     }
+//! }
+//!
+//! impl VariationalFamily for IsotropicGaussian {
+//!     fn name(&self) -> &'static str { "isotropic Gaussian" }
+//!     fn dim(&self) -> usize { self.loc.elem_count() }
+//!     fn params(&self) -> Vec<(&'static str, Var)> {
+//!         vec![("loc", self.loc.clone()), ("log_scale", self.log_scale.clone())]
+//!     }
+//!     fn rsample(&self, eps: &Tensor) -> elbo::Result<Tensor> {
+//!         let sigma = self.log_scale.as_tensor().exp()?;
+//!         Ok(eps.broadcast_mul(&sigma)?.broadcast_add(self.loc.as_tensor())?)
+//!     }
+//!     fn log_prob_of_noise(&self, eps: &Tensor) -> elbo::Result<Tensor> {
+//!         // log q(μ + σ ε) = −½ ‖ε‖² − D (log σ + ½ log 2π)
+//!         let d = self.dim() as f64;
+//!         let norm = self.log_scale.as_tensor().affine(d, d * HALF_LN_2PI)?.squeeze(0)?;
+//!         Ok((eps.sqr()?.sum(1)? * -0.5)?.broadcast_sub(&norm)?)
+//!     }
+//!     fn log_prob(&self, z: &Tensor) -> elbo::Result<Tensor> {
+//!         // λ held fixed: only z carries a gradient
+//!         let (loc, log_scale) = (self.loc.as_tensor().detach(), self.log_scale.as_tensor().detach());
+//!         let eps = z.broadcast_sub(&loc)?.broadcast_div(&log_scale.exp()?)?;
+//!         let d = self.dim() as f64;
+//!         let norm = log_scale.affine(d, d * HALF_LN_2PI)?.squeeze(0)?;
+//!         Ok((eps.sqr()?.sum(1)? * -0.5)?.broadcast_sub(&norm)?)
+//!     }
+//!     fn loc(&self) -> elbo::Result<Tensor> { Ok(self.loc.as_tensor().detach()) }
+//!     fn closed_form_entropy(&self) -> elbo::Result<Option<Tensor>> {
+//!         let d = self.dim() as f64;
+//!         Ok(Some(self.log_scale.as_tensor().affine(d, d * (0.5 + HALF_LN_2PI))?.squeeze(0)?))
+//!     }
+//!     fn dtype(&self) -> DType { self.loc.dtype() }
+//!     fn device(&self) -> Device { self.loc.device().clone() }
+//! }
+//!
+//! // The posterior N((1, −2), 0.25 I) is isotropic, so the family holds it exactly.
+//! let model = elbo::from_fn(2, |z: &Tensor| {
+//!     let target = Tensor::new(&[1.0f64, -2.0], z.device())?;
+//!     z.broadcast_sub(&target)?.sqr()?.sum(1)? * -2.0
+//! });
+//! let fit = Advi::new(Isotropic).dtype(DType::F64).samples(4).seed(1).fit(&model)?;
+//! let mean = fit.mean()?.to_vec1::<f64>()?;
+//! let sd = fit.q().log_scale.as_tensor().exp()?.to_vec1::<f64>()?[0];
+//! assert!((mean[0] - 1.0).abs() < 0.05 && (mean[1] + 2.0).abs() < 0.05, "{mean:?}");
+//! assert!((sd - 0.5).abs() < 0.05, "sd {sd}");
+//! # Ok::<(), elbo::Error>(())
+//! ```
 
 pub mod closed_form;
 mod full_rank;
