@@ -31,6 +31,7 @@
 //! # Ok::<(), elbo::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod advi;
 pub mod amortized;
@@ -39,19 +40,18 @@ pub mod dist;
 pub mod error;
 pub mod family;
 pub mod fit;
-pub mod glm;
-pub mod kept_gradient;
+#[allow(unsafe_code)] // SIMD intrinsics: the one module allowed to use them
+pub(crate) mod kernels;
 pub mod latent;
+pub mod likelihood;
 pub mod linalg;
 pub mod map;
-pub mod mixture;
 pub mod model;
 pub mod noise;
 pub mod objective;
 pub mod observe;
 pub mod optim;
 pub mod runtime;
-mod simd;
 pub mod special;
 pub mod stop;
 pub mod summary;
@@ -64,6 +64,7 @@ pub use family::{
 };
 pub use fit::{Averaged, Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
+pub use likelihood::{glm, mixture};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::{Estimator, Objective};
 pub use optim::{LocStep, LrSchedule, Optimizer};

@@ -1,24 +1,26 @@
 //! Process settings that candle 0.11 needs for speed on VI-sized problems.
 //!
-//! candle asks `num_cpus` for the core count on every CPU matmul when `RAYON_NUM_THREADS` is unset
-//! (about 40 µs each, `../shared/CANDLE_NOTES.md` §7), and splits large element-wise ops over a
-//! spin-wait thread pool that is erratic on shared machines. For VI, where a step is a few small
-//! matmuls, one thread is fastest (1.2× over unset on a whole step, `benches/README.md`). The first
-//! fit therefore sets `RAYON_NUM_THREADS=1` unless the user has set it; set it yourself (e.g.
-//! `RAYON_NUM_THREADS=4`) for models with large matrix products.
+//! For VI, where a step is a few small matrix products, one thread is fastest (benches/README.md,
+//! "Process settings"). [`default_threads`], which the first fit calls, builds rayon's global pool
+//! with one thread unless the user has set `RAYON_NUM_THREADS` (set it yourself, e.g.
+//! `RAYON_NUM_THREADS=4`, for models with large matrix products). It never writes the environment:
+//! a library cannot do that soundly while other threads may read it.
 //!
-//! candle sizes that pool once, at its first large element-wise op (≥ 64 Ki elements), so a
-//! program that builds big tensors before its first fit must call [`default_threads`] first: on
-//! the 100,000-point Gaussian mixture a step took 54 ms with the two-thread pool and 25 ms with one
-//! thread (`benches/README.md`). The models of `elbo-models` call it in their constructors.
+//! candle itself reads the environment, not rayon's pool, for two thread counts: each CPU matrix
+//! product asks `RAYON_NUM_THREADS` for its split (when it is unset, candle counts the cores on every
+//! product), and its pool for large element-wise ops (≥ 64 Ki elements) takes `CANDLE_NUM_THREADS`
+//! or else `RAYON_NUM_THREADS` once, at the first such op. A program that wants candle on one thread
+//! throughout exports `RAYON_NUM_THREADS=1` (or sets it at the top of `main`, before any thread
+//! starts, as the benches do); with one rayon thread and the variable unset, large products still
+//! run on one thread, handed to the pool's worker, and large element-wise ops use every core.
 //!
 //! The allocator is a binary's choice, not a library's: glibc's malloc is bimodal on candle's per-op
-//! tensors (some runs 2× slower, `benches/README.md`), so the examples and benches install mimalloc
+//! tensors (benches/README.md, "Process settings"), so the examples and benches install mimalloc
 //! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`).
 //!
-//! [`in_matmul_pool`] runs a step of large matrix products on a thread of that pool, so that its
-//! products fork from inside the pool rather than from the caller's thread (the VAE's step: 16 %
-//! faster on two threads, `benches/README.md`).
+//! [`in_matmul_pool`] runs a step of large matrix products on a thread of rayon's pool, so that its
+//! products fork from inside the pool rather than from the caller's thread (the VAE's step on two
+//! threads: benches/README.md, "VAE per-epoch time, third pass").
 //!
 //! [`cuda_or_cpu`] picks the device of a program: the first CUDA GPU when `elbo` is built with the
 //! `cuda` feature and a GPU answers, else the CPU, with one line saying why.
@@ -29,11 +31,14 @@ use candle_core::Device;
 
 static THREADS: Once = Once::new();
 
-/// Sets `RAYON_NUM_THREADS=1` once per process if the user has not set it.
+/// Builds rayon's global pool with one thread, once per process, unless the user has set
+/// `RAYON_NUM_THREADS` or the pool already exists (then that size stands). Reads the environment,
+/// never writes it.
 pub fn default_threads() {
     THREADS.call_once(|| {
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-            std::env::set_var("RAYON_NUM_THREADS", "1");
+            // an error means the global pool was built already: its size stands
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
         }
     });
 }
@@ -44,9 +49,9 @@ pub fn default_threads() {
 /// Called from outside the pool, every product hands its halves to the pool's threads and puts the
 /// caller to sleep until they finish: two thread wake-ups a product, and while the caller works
 /// alone (element-wise ops, Adam) the idle workers spin on the same cores. Run from a worker, a
-/// product keeps one half and the other worker steals the other. On the Fashion-MNIST VAE with two
-/// threads that took a step from 4.6–4.8 to 4.0 ms, with a tenth of the context switches, and the same
-/// results bit for bit (the products split the same way).
+/// product keeps one half and the other worker steals the other: on the Fashion-MNIST VAE with two
+/// threads, a faster step with a tenth of the context switches (benches/README.md, "VAE per-epoch
+/// time, third pass"), and the same results bit for bit (the products split the same way).
 ///
 /// With one thread (or off the CPU, where there is no product to split) `f` runs here.
 pub fn in_matmul_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {

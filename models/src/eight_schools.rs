@@ -12,18 +12,16 @@
 //! ```
 //!
 //! (ln HalfCauchy(τ; 5) = ln 2 − ln π − ln 5 − ln(1 + τ²/25), and ln(1 + e^(2u)/25) =
-//! softplus(2u − 2 ln 5).) The priors are the peers' (`../shared/peers/models_numpyro.py`), so
-//! ELBOs compare with NumPyro's. On the CPU in f32 and f64 the log joint is one custom op that
-//! computes the value and the gradient above per draw (about 10 J flops) and keeps the gradient
-//! for the backward pass: a model this small would otherwise spend its time in the ~15 candle ops
-//! of the composition, each with its own allocations and backward node. Elsewhere it is that
-//! composition ([`EightSchools::log_joint_composite`]), differentiated by autodiff.
+//! softplus(2u − 2 ln 5).) The priors are the peers' NumPyro model's, so ELBOs compare with
+//! NumPyro's. On the CPU in f32 and f64 the log joint is one op ([`elbo::likelihood::per_draw`])
+//! that computes the value and the gradient above per draw (about 10 J flops) and keeps the
+//! gradient for the backward pass: a model this small would otherwise spend its time in the ~15
+//! candle ops of the composition, each with its own allocations and backward node. Elsewhere it is
+//! that composition ([`EightSchools::log_joint_composite`]), differentiated by autodiff.
 
 use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, WithDType, D};
-use elbo::kept_gradient::KeptGradient;
+use candle_core::{bail, DType, Device, Tensor, D};
 use elbo::latent::Latents;
 use elbo::special::{softplus, HALF_LN_2PI};
 use elbo::{Error, LogJoint, Result};
@@ -152,11 +150,10 @@ impl LogJoint for EightSchools {
             bail!("EightSchools: z has {k} columns, the model {}", self.dim());
         }
         match (z.device(), z.dtype()) {
-            (Device::Cpu, DType::F64 | DType::F32) => z.contiguous()?.apply_op1(EightSchoolsOp {
-                constant: self.constant,
-                data: self.host.clone(),
-                gradients: KeptGradient::new("eight schools"),
-            }),
+            (Device::Cpu, DType::F64 | DType::F32) => {
+                let (constant, data) = (self.constant, self.host.clone());
+                elbo::likelihood::per_draw("eight_schools_log_joint", z, move |z, grad| draw(constant, &data, z, grad))
+            }
             _ => self.log_joint_composite(z),
         }
     }
@@ -166,80 +163,25 @@ impl LogJoint for EightSchools {
     }
 }
 
-/// The fused log joint on z [S, J + 2]; its forward pass computes the gradients [S, J + 2] (f64)
-/// and keeps them for the backward pass (one op value per `log_joint` call).
-struct EightSchoolsOp {
-    constant: f64,
-    data: Arc<(Vec<f64>, Vec<f64>)>,
-    gradients: KeptGradient,
-}
-
-impl EightSchoolsOp {
-    /// log p(y, z) of one draw z = (μ, u, θ̃), writing its gradient into `grad`.
-    fn draw(&self, z: &[f64], grad: &mut [f64]) -> f64 {
-        let (y, sigma) = (&self.data.0, &self.data.1);
-        let (mu, u, tt) = (z[0], z[1], &z[2..]);
-        let tau = u.exp();
-        let (mut value, mut sum_r, mut sum_tr) = (0.0, 0.0, 0.0);
-        for (((&t, &yj), &sj), g) in tt.iter().zip(y).zip(sigma).zip(&mut grad[2..]) {
-            let resid = yj - (mu + tau * t);
-            let r = resid / (sj * sj);
-            value -= 0.5 * (t * t + resid * r);
-            sum_r += r;
-            sum_tr += t * r;
-            *g = tau * r - t;
-        }
-        let a = 2.0 * u - 2.0 * LN_5;
-        let softplus = a.max(0.0) + (-a.abs()).exp().ln_1p();
-        let sigmoid = if a >= 0.0 { 1.0 / (1.0 + (-a).exp()) } else { a.exp() / (1.0 + a.exp()) };
-        grad[0] = sum_r - mu / 25.0;
-        grad[1] = 1.0 - 2.0 * sigmoid + tau * sum_tr;
-        value + self.constant - mu * mu / 50.0 + u - softplus
+/// log p(y, z) of one draw z = (μ, u, θ̃) for the data (y, σ) and the constant C, writing its
+/// gradient into `grad` (formulas in the module doc).
+fn draw(constant: f64, data: &(Vec<f64>, Vec<f64>), z: &[f64], grad: &mut [f64]) -> f64 {
+    let (y, sigma) = (&data.0, &data.1);
+    let (mu, u, tt) = (z[0], z[1], &z[2..]);
+    let tau = u.exp();
+    let (mut value, mut sum_r, mut sum_tr) = (0.0, 0.0, 0.0);
+    for (((&t, &yj), &sj), g) in tt.iter().zip(y).zip(sigma).zip(&mut grad[2..]) {
+        let resid = yj - (mu + tau * t);
+        let r = resid / (sj * sj);
+        value -= 0.5 * (t * t + resid * r);
+        sum_r += r;
+        sum_tr += t * r;
+        *g = tau * r - t;
     }
-
-    fn forward<T: WithDType>(&self, z: &[T], k: usize) -> (Vec<T>, Vec<f64>) {
-        let mut grads = vec![0.0f64; z.len()];
-        let mut zs = vec![0.0f64; k];
-        let values = z
-            .chunks_exact(k)
-            .zip(grads.chunks_exact_mut(k))
-            .map(|(row, g)| {
-                for (a, &b) in zs.iter_mut().zip(row) {
-                    *a = b.to_f64();
-                }
-                T::from_f64(self.draw(&zs, g))
-            })
-            .collect();
-        (values, grads)
-    }
-}
-
-impl CustomOp1 for EightSchoolsOp {
-    fn name(&self) -> &'static str {
-        "eight_schools_log_joint"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (s, k) = layout.shape().dims2()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("{}: expects a contiguous z", self.name());
-        };
-        let (out, gradients) = match storage {
-            CpuStorage::F64(z) => {
-                let (v, g) = self.forward(&z[start..end], k);
-                (CpuStorage::F64(v), g)
-            }
-            CpuStorage::F32(z) => {
-                let (v, g) = self.forward(&z[start..end], k);
-                (CpuStorage::F32(v), g)
-            }
-            other => bail!("{}: z of dtype {:?} (f32 or f64 only)", self.name(), other.dtype()),
-        };
-        self.gradients.keep(gradients)?;
-        Ok((out, Shape::from(s)))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        self.gradients.backward(arg, grad).map(Some)
-    }
+    let a = 2.0 * u - 2.0 * LN_5;
+    let softplus = a.max(0.0) + (-a.abs()).exp().ln_1p();
+    let sigmoid = if a >= 0.0 { 1.0 / (1.0 + (-a).exp()) } else { a.exp() / (1.0 + a.exp()) };
+    grad[0] = sum_r - mu / 25.0;
+    grad[1] = 1.0 - 2.0 * sigmoid + tau * sum_tr;
+    value + constant - mu * mu / 50.0 + u - softplus
 }

@@ -1,9 +1,17 @@
-//! Branch-free f64 kernels for the fused likelihoods ([`crate::glm`], [`crate::mixture`]): e^x,
-//! ln(1 + t) for t ∈ [0, 1] and ln t for positive t, as polynomials with no branch and no table,
-//! so that loops over them vectorise (4 lanes of f64 in AVX2 registers, 8 in AVX-512 ones). Each uses only additions,
-//! multiplications, one division and integer operations on the bits, in a fixed order (no fused
-//! multiply-adds: Rust does not contract), so a loop compiled for AVX2 gives the bits of the same
-//! loop compiled for baseline x86-64. Accurate to a few ulps (tests below, against libm).
+//! Branch-free maths for the fused kernels: e^x, ln(1 + t) for t ∈ [0, 1] and ln t for positive t
+//! in f64, and e^x for x ≤ 0 and ln(1 + t) in f32, as polynomials with no branch and no table, so
+//! that loops over them vectorise (4 lanes of f64 in AVX2 registers, 8 in AVX-512 ones).
+//!
+//! ```text
+//! e^x      = 2ⁿ e^r,            x = n ln 2 + r,  |r| ≤ ½ ln 2,   e^r = Σ_k r^k / k!
+//! ln(1+t)  = 2 atanh(s),        s = t / (2 + t),                 atanh(s) = Σ_k s^(2k+1) / (2k + 1)
+//! ln t     = k ln 2 + 2 atanh(s),  t = 2ᵏ z,  z ∈ [√½, √2),  s = (z − 1)/(z + 1)
+//! ```
+//!
+//! Each uses only additions, multiplications, one division and integer operations on the bits, in
+//! a fixed order (no fused multiply-adds: Rust does not contract), so a loop compiled for AVX2 gives
+//! the bits of the same loop compiled for baseline x86-64. Accurate to a few ulps in f64 (tests
+//! below, against libm); the f32 functions to about 2e-7 relative.
 
 /// 1/k!, k = 0..13: the Taylor coefficients of e^r.
 const INV_FACTORIAL: [f64; 14] = [
@@ -109,6 +117,41 @@ pub(crate) fn ln_positive(t: f64) -> f64 {
         p = p * s2 + c;
     }
     k * LN2_HI + (k * LN2_LO + 2.0 * s * p)
+}
+
+/// e^x for x ≤ 0 in f32, branch-free so that loops over it vectorise (Cephes' expf: x = n ln 2 + r,
+/// |r| ≤ ½ ln 2, e^r by a polynomial, 2ⁿ from the exponent bits); relative error ≲ 2e-7.
+/// Inputs below −87 give e^(−87) (≈ 1.6e-38) instead of a subnormal.
+#[inline(always)]
+pub(crate) fn exp_nonpositive_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 0.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    er * f32::from_bits((((n as i32) + 127) << 23) as u32)
+}
+
+/// ln(1 + t) for t ∈ [0, 1] in f32, branch-free: [`log1p_unit`]'s series in f32, to s¹⁷
+/// (truncation < 2e-9 relative), so small t keep full relative accuracy.
+#[inline(always)]
+pub(crate) fn log1p_unit_f32(t: f32) -> f32 {
+    let s = t / (2.0 + t);
+    let s2 = s * s;
+    let mut p = 1.0 / 17.0f32;
+    for c in [1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+        p = p * s2 + c;
+    }
+    2.0 * s * p
 }
 
 /// [`exp`] and [`log1p_unit`] on the four f64 lanes of an AVX2 register, written with intrinsics:
