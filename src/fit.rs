@@ -53,6 +53,13 @@ pub enum StopReason {
     /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm is within its
     /// tolerance, or f can decrease no further in floating point.
     LbfgsConverged,
+    /// A user's own rule ([`crate::stop::Rule`]) stopped the run.
+    Custom {
+        /// The rule's name.
+        rule: &'static str,
+        /// The statistic it decided on.
+        value: f64,
+    },
 }
 
 impl fmt::Display for StopReason {
@@ -69,6 +76,9 @@ impl fmt::Display for StopReason {
                  error of their average is {mcse:.3} sd"
             ),
             StopReason::LbfgsConverged => write!(f, "L-BFGS converged"),
+            StopReason::Custom { rule, value } => {
+                write!(f, "the rule `{rule}` stopped the run (statistic {value:.4e})")
+            }
         }
     }
 }

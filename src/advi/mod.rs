@@ -43,7 +43,7 @@ use crate::noise::{Noise, Stream};
 use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
-use crate::stop::{StopRule, StopState};
+use crate::stop::{Rule, StopRule, StopState};
 use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 use recovery::{all_finite, check_start, snapshot, validate_model};
@@ -86,6 +86,8 @@ pub struct Advi<F: Family> {
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
     stop: Option<StopRule>,
+    /// A user's own stopping rule, in force instead of `stop` when set.
+    stop_when: Option<Arc<dyn Rule>>,
     max_time: Option<Duration>,
     lr_search: Option<LrSearch>,
     loc_step: LocStep,
@@ -119,6 +121,7 @@ impl<F: Family> Advi<F> {
             batch: None,
             clip_grad_norm: None,
             stop: None,
+            stop_when: None,
             max_time: None,
             lr_search: None,
             loc_step: LocStep::Absolute,
@@ -351,6 +354,14 @@ impl<F: Family> Advi<F> {
     /// ([`StopRule::MaxSteps`]), since the schedule is planned over them.
     pub fn stop(mut self, rule: StopRule) -> Self {
         self.stop = Some(rule);
+        self.stop_when = None;
+        self
+    }
+
+    /// A user's own stopping rule ([`crate::stop::Rule`]) instead of the built-in ones: each fit
+    /// starts from a copy of `rule` as given.
+    pub fn stop_when(mut self, rule: impl Rule + Clone + 'static) -> Self {
+        self.stop_when = Some(Arc::new(rule));
         self
     }
 
@@ -409,7 +420,10 @@ impl<F: Family> Advi<F> {
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             batches,
-            stop: StopState::new(self.stop_rule(), self.steps),
+            stop: match &self.stop_when {
+                Some(rule) => StopState::Rule(rule.clone_rule()),
+                None => StopState::new(self.stop_rule(), self.steps),
+            },
             stopped: None,
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),

@@ -28,7 +28,7 @@ use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
 use crate::objective::{evaluate_rows, no_entropy, QTerm, QValues};
 use crate::optim::{Gradient, LocStep};
-use crate::stop::{Decision, StopState};
+use crate::stop::{Context, Decision, StopState};
 use crate::{Error, Result};
 
 impl<F: Family> Advi<F> {
@@ -52,11 +52,6 @@ impl<F: Family> Advi<F> {
                     state.last_good = snapshot(&state.q)?;
                     state.taken_in_a_row = 0;
                 }
-                if let StopState::Stan(rule) = &mut state.stop {
-                    if let Some((statistic, value)) = rule.observe(*elbo) {
-                        state.stopped = Some(StopReason::Stan { statistic, value });
-                    }
-                }
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
@@ -76,8 +71,10 @@ impl<F: Family> Advi<F> {
                         state.halvings += 1;
                         state.consecutive_skipped = 0;
                         state.moved = false;
-                        if let StopState::Stationary(rule) = &mut state.stop {
-                            rule.restart(state.iteration);
+                        match &mut state.stop {
+                            StopState::Stationary(rule) => rule.restart(state.iteration),
+                            StopState::Rule(rule) => rule.restart(state.iteration),
+                            StopState::MaxSteps => {}
                         }
                     } else {
                         let halved = match state.halvings {
@@ -95,12 +92,29 @@ impl<F: Family> Advi<F> {
                 }
             }
         }
-        if let StopState::Stationary(rule) = &mut state.stop {
-            match rule.observe(&state.q, state.iteration)? {
+        match &mut state.stop {
+            StopState::Stationary(rule) => match rule.observe(&state.q, state.iteration)? {
                 Decision::Continue => {}
                 Decision::Stop(w) => state.stopped = Some(StopReason::Stationary { since: w.since, mcse: w.mcse }),
                 Decision::Halve => state.lr_scale *= 0.5,
+            },
+            StopState::Rule(rule) => {
+                let elbo = match &step {
+                    Step::Taken { elbo } => Some(*elbo),
+                    Step::Skipped { .. } => None,
+                };
+                let cx = Context {
+                    iteration: state.iteration,
+                    max_steps: self.steps,
+                    elbo,
+                    trace: &state.trace,
+                    q: &state.q,
+                };
+                if let Some(reason) = rule.observe(&cx)? {
+                    state.stopped = Some(reason);
+                }
             }
+            StopState::MaxSteps => {}
         }
         Ok(step)
     }

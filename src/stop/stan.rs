@@ -14,6 +14,10 @@
 
 use std::collections::VecDeque;
 
+use super::{Context, Rule};
+use crate::fit::StopReason;
+use crate::Result;
+
 /// The state of Stan's rule between steps.
 #[derive(Clone, Debug)]
 pub(crate) struct StanRule {
@@ -34,7 +38,7 @@ impl StanRule {
 
     /// Sees one taken step's ELBO estimate; says which statistic fell below the tolerance, and
     /// its value, once one has.
-    pub(crate) fn observe(&mut self, elbo: f64) -> Option<(&'static str, f64)> {
+    pub(crate) fn see_elbo(&mut self, elbo: f64) -> Option<(&'static str, f64)> {
         self.sum += elbo;
         self.n += 1;
         if self.n < self.eval {
@@ -62,6 +66,17 @@ impl StanRule {
     }
 }
 
+impl Rule for StanRule {
+    fn name(&self) -> &'static str {
+        "Stan's relative tolerance"
+    }
+
+    fn observe(&mut self, cx: &Context<'_>) -> Result<Option<StopReason>> {
+        let Some(elbo) = cx.elbo else { return Ok(None) };
+        Ok(self.see_elbo(elbo).map(|(statistic, value)| StopReason::Stan { statistic, value }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,7 +87,7 @@ mod tests {
         // the ELBO rises from −1000 to −100 over 100 steps, then is flat with tiny wiggles
         let stopped = (0..400).find_map(|t| {
             let elbo = if t < 100 { -1000.0 + 9.0 * t as f64 } else { -100.0 + 0.01 * ((t % 7) as f64) };
-            rule.observe(elbo).map(|found| (t, found))
+            rule.see_elbo(elbo).map(|found| (t, found))
         });
         let (t, (_, value)) = stopped.expect("the rule stops");
         assert!(t > 100, "stopped at {t} while the ELBO was still rising");
