@@ -165,7 +165,7 @@ pub(crate) enum StopState {
     /// Stan's rule or a user's.
     Rule(Box<dyn Rule>),
     /// The stationarity rule with its iterate averaging and halving.
-    Stationary(StationaryRule),
+    Stationary(Box<StationaryRule>),
 }
 
 impl StopState {
@@ -174,7 +174,7 @@ impl StopState {
             StopRule::MaxSteps => StopState::MaxSteps,
             StopRule::Stan { eval, tol } => StopState::Rule(Box::new(StanRule::new(eval, tol, max_steps))),
             StopRule::Stationary { rhat, tol, halving } => {
-                StopState::Stationary(StationaryRule::new(rhat, tol, halving, 0))
+                StopState::Stationary(Box::new(StationaryRule::new(rhat, tol, halving, 0)))
             }
         }
     }
