@@ -18,6 +18,8 @@ use elbo_models::LinearRegression;
 
 #[path = "common/entry.rs"]
 mod entry;
+#[path = "common/threads.rs"]
+mod threads;
 
 // glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
@@ -105,5 +107,6 @@ fn summarise<Q: VariationalFamily>(fit: Fit<Q>) -> elbo::Result<Summary> {
 }
 
 fn main() -> ExitCode {
+    threads::one_candle_thread();
     entry::main(|args: Args| run(&args))
 }

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 mod app;
 #[path = "../common/entry.rs"]
 mod entry;
+#[path = "../common/threads.rs"]
+mod threads;
 
 // glibc's malloc is bimodal for candle's per-op tensors (see benches/README.md), mimalloc is not.
 #[global_allocator]
@@ -31,5 +33,6 @@ impl entry::Finished for app::Report {
 }
 
 fn main() -> ExitCode {
+    threads::one_candle_thread();
     entry::main(app::run)
 }
