@@ -35,11 +35,9 @@
 
 pub mod advi;
 pub mod amortized;
-pub mod diagnose;
 pub mod dist;
 pub mod error;
 pub mod family;
-pub mod fit;
 #[allow(unsafe_code)] // SIMD intrinsics: the one module allowed to use them
 pub(crate) mod kernels;
 pub mod latent;
@@ -51,6 +49,7 @@ pub mod noise;
 pub mod objective;
 pub mod observe;
 pub mod optim;
+pub mod report;
 pub mod runtime;
 pub mod special;
 pub mod stop;
@@ -62,12 +61,14 @@ pub use family::{
     Family, FamilyGradient, FullRank, FullRankGaussian, Gaussian, MeanField, MeanFieldGaussian, ScaleLink,
     VariationalFamily,
 };
-pub use fit::{Averaged, Fit, Method, Report, StopReason};
 pub use latent::{Latents, Values};
 pub use likelihood::{glm, mixture};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::{Estimator, Objective};
 pub use optim::{LocStep, LrSchedule, Optimizer};
+pub use report::psis as diagnose;
+pub use report::{Averaged, Fit, Method, Report, Stochastic};
+pub use stop::StopReason;
 pub use stop::StopRule;
 pub use summary::{Draws, Summary};
 

@@ -27,9 +27,9 @@ use candle_core::Tensor;
 
 use super::{Advi, Step};
 use crate::family::{Family, VariationalFamily};
-use crate::fit::{log_ratios, mean_se};
 use crate::model::LogJoint;
 use crate::optim::LocStep;
+use crate::report::{log_ratios, mean_se, LrSearchReport};
 use crate::stop::StopRule;
 use crate::{Error, Result};
 
@@ -60,19 +60,6 @@ impl Default for LrSearch {
             loc_steps: vec![LocStep::Absolute, LocStep::ScaleRelative],
         }
     }
-}
-
-/// What the search tried and chose.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LrSearchReport {
-    /// The step size the fit ran with.
-    pub chosen: f64,
-    /// The kind of location step the fit ran with.
-    pub loc_step: LocStep,
-    /// Each trial in order: its step size and kind, and its ELBO after the trial (None: diverged).
-    pub tried: Vec<(f64, LocStep, Option<f64>)>,
-    /// The ELBO of the initial q.
-    pub initial_elbo: f64,
 }
 
 impl LrSearch {

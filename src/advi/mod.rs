@@ -24,7 +24,8 @@ mod recovery;
 mod state;
 mod step;
 
-pub use lr_search::{LrSearch, LrSearchReport};
+pub use crate::report::LrSearchReport;
+pub use lr_search::LrSearch;
 pub use state::{Step, SviState};
 
 use std::sync::Arc;
@@ -32,19 +33,18 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 
-use crate::diagnose::Diagnostics;
 use crate::family::{Family, FamilyGradient, Init, ScaleLink, VariationalFamily};
-use crate::fit::{log_ratios, mean_se, Averaged, Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::Start;
 use crate::linalg::host_tensor;
 use crate::map::Map;
-use crate::model::{latents_of, LogJoint};
+use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{Observer, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
+use crate::report::{Averaged, Evaluation, Fit, Method, Run, Stochastic};
+use crate::stop::StopReason;
 use crate::stop::{Rule, StopRule, StopState};
-use crate::summary::Draws;
 use crate::{runtime, Error, Result};
 use recovery::{all_finite, check_start, snapshot, validate_model};
 
@@ -308,7 +308,7 @@ impl<F: Family> Advi<F> {
         let advi = self.clone().lr(report.chosen).loc_step(report.loc_step);
         let state = advi.init(model)?;
         let mut fit = advi.run_with(state, model, observers)?;
-        fit.lr_search = Some(report);
+        fit.set_lr_search(report);
         Ok(fit)
     }
 
@@ -503,41 +503,36 @@ impl<F: Family> Advi<F> {
                 });
             }
         }
-        let ratios = log_ratios(q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
-        let (elbo, elbo_se) = mean_se(&ratios);
-        let elbo_nonfinite = ratios.iter().filter(|x| !x.is_finite()).count();
-        let diagnostics = self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios));
-        let family = q.name();
-        let final_lr = self.lr_at(&state);
-        let latents = latents_of(model);
-        let eps =
-            Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
-        let summary = Draws::from_unconstrained(&latents, &q.rsample(&eps)?.detach())?.summary();
-        Ok(Fit {
-            q: state.q,
-            family,
+        let stochastic = Stochastic {
             objective: self.objective.name(),
             optimizer: self.optimizer,
-            stop_reason: reason,
-            iterations: state.iteration,
             skipped: state.skipped,
-            trace: state.trace,
-            elbo,
-            elbo_se,
-            elbo_draws: self.elbo_draws,
-            elbo_nonfinite,
-            diagnostics,
-            elapsed: state.elapsed,
-            seed: self.seed,
-            latents,
-            summary,
             halvings: state.halvings,
             averaged,
             rule_halvings,
-            final_lr,
+            final_lr: self.lr_at(&state),
             lr_search: None,
+        };
+        let run = Run {
             method: Method::Advi,
-        })
+            stop_reason: reason,
+            iterations: state.iteration,
+            trace: state.trace,
+            elapsed: state.elapsed,
+            stochastic: Some(stochastic),
+        };
+        self.evaluation().report(state.q, model, run)
+    }
+
+    /// How the fitted q is evaluated: the ELBO's fresh draws and PSIS.
+    pub(crate) fn evaluation(&self) -> Evaluation {
+        Evaluation {
+            draws: self.elbo_draws,
+            diagnostics: self.diagnostics,
+            seed: self.seed,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        }
     }
 
     /// Checks that q offers what the objective and the location step need.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use candle_core::Tensor;
 
-use crate::fit::StopReason;
 use crate::noise::Noise;
 use crate::optim::OptimizerState;
+use crate::stop::StopReason;
 use crate::stop::StopState;
 
 /// What one step did.

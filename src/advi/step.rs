@@ -23,11 +23,11 @@ use super::recovery::{
 };
 use super::{Advi, Step, SviState};
 use crate::family::{Family, FamilyGradient, HostGaussian, VariationalFamily};
-use crate::fit::StopReason;
 use crate::linalg::to_f64_vec;
 use crate::model::LogJoint;
 use crate::objective::{evaluate_rows, no_entropy, QTerm, QValues};
 use crate::optim::{Gradient, LocStep};
+use crate::stop::StopReason;
 use crate::stop::{Context, Decision, StopState};
 use crate::{Error, Result};
 

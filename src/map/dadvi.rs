@@ -29,11 +29,11 @@ use super::lbfgs::{minimize, Lbfgs, Smooth};
 use super::mode::Map;
 use super::{bad_start, coordinate_names, Reporting};
 use crate::family::{FullRankGaussian, MeanFieldGaussian, ScaleLink};
-use crate::fit::{Fit, Method};
 use crate::latent::Start;
 use crate::model::latents_of;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
+use crate::report::{Fit, Method};
 use crate::special::HALF_LN_2PI;
 use crate::summary::Draws;
 use crate::{Error, Result};
@@ -250,7 +250,7 @@ impl Dadvi {
         let units = objective.units(&eta, &log_p, &grads, self.antithetic);
         let entropy = eta[d..].iter().sum::<f64>() + d as f64 * (0.5 + HALF_LN_2PI);
         let elbo = -found.value + d as f64 * (0.5 + HALF_LN_2PI);
-        let (_, se) = crate::fit::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
+        let (_, se) = crate::report::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
         let linear_response = inverse.map(|inverse| LinearResponse::new(&inverse, &units, d));
         let hessian_evaluations = if self.linear_response { 4 * d } else { 0 };
         let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
@@ -514,7 +514,7 @@ impl DadviFit {
     pub fn linear_response_draws(&self, n: usize) -> Result<Draws> {
         let q = self.linear_response_q()?;
         let d = crate::VariationalFamily::dim(&q);
-        let eps = Noise::new(self.fit.seed, Stream::Draws).standard_normal(
+        let eps = Noise::new(self.fit.seed(), Stream::Draws).standard_normal(
             n,
             d,
             crate::VariationalFamily::dtype(&q),

@@ -16,8 +16,8 @@ use candle_core::{DType, Device};
 use super::mode::Map;
 use super::Reporting;
 use crate::family::{FullRankGaussian, ScaleLink};
-use crate::fit::{Fit, Method};
 use crate::model::LogJoint;
+use crate::report::{Fit, Method};
 use crate::{Error, Result};
 
 /// Settings of a Laplace approximation; [`Laplace::fit`] returns a [`Fit`] of a

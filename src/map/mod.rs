@@ -23,26 +23,23 @@ mod laplace;
 mod lbfgs;
 mod mode;
 
+pub use crate::report::Convergence;
 pub use bridge::NegLogJoint;
 pub use dadvi::{Dadvi, DadviFit};
 pub use laplace::Laplace;
-pub use lbfgs::{Convergence, Lbfgs};
+pub use lbfgs::Lbfgs;
 pub use mode::{Map, MapFit};
 
 use std::time::Duration;
 
 use candle_core::{DType, Device};
 
-use crate::diagnose::Diagnostics;
 use crate::family::VariationalFamily;
-use crate::fit::{log_ratios, mean_se};
-use crate::fit::{Fit, Method, StopReason, SUMMARY_DRAWS};
 use crate::latent::{Bijector, Latents};
-use crate::model::latents_of;
 use crate::model::LogJoint;
-use crate::noise::{Noise, Stream};
-use crate::summary::Draws;
-use crate::{Error, Optimizer, Result};
+use crate::report::{Evaluation, Fit, Method, Run};
+use crate::stop::StopReason;
+use crate::{Error, Result};
 
 /// The name of every unconstrained coordinate of z: a real latent's element names (`mu`,
 /// `theta[3]`), and `u(tau)`, `u(w)[0]`, … for the coordinates behind a constrained latent.
@@ -127,38 +124,15 @@ impl Reporting {
         trace: Vec<f64>,
         elapsed: Duration,
     ) -> Result<Fit<Q>> {
-        let ratios = log_ratios(&q, model, self.elbo_draws, self.seed, self.dtype, &self.device)?;
-        let (elbo, elbo_se) = mean_se(&ratios);
-        let latents = latents_of(model);
-        let eps =
-            Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
-        let summary = Draws::from_unconstrained(&latents, &q.rsample(&eps)?.detach())?.summary();
-        Ok(Fit {
-            family: q.name(),
-            q,
-            // the report names the method instead of an estimator and a stochastic optimiser
-            objective: "entropy-form ELBO",
-            optimizer: Optimizer::default(),
-            stop_reason: StopReason::LbfgsConverged,
-            iterations,
-            skipped: 0,
-            trace,
-            elbo,
-            elbo_se,
-            elbo_draws: self.elbo_draws,
-            elbo_nonfinite: ratios.iter().filter(|x| !x.is_finite()).count(),
-            diagnostics: self.diagnostics.then(|| Diagnostics::from_log_ratios(&ratios)),
-            elapsed,
+        let evaluation = Evaluation {
+            draws: self.elbo_draws,
+            diagnostics: self.diagnostics,
             seed: self.seed,
-            latents,
-            summary,
-            halvings: 0,
-            averaged: None,
-            rule_halvings: 0,
-            final_lr: f64::NAN, // no step size: not a stochastic fit
-            lr_search: None,
-            method,
-        })
+            dtype: self.dtype,
+            device: self.device.clone(),
+        };
+        let run = Run { method, stop_reason: StopReason::LbfgsConverged, iterations, trace, elapsed, stochastic: None };
+        evaluation.report(q, model, run)
     }
 }
 

@@ -20,12 +20,13 @@ use candle_core::{DType, Device};
 
 use super::bridge::{log_joint_and_grad, NegLogJoint};
 use super::hessian::{stencil, Hessian};
-use super::lbfgs::{minimize, Convergence, Lbfgs, Smooth};
+use super::lbfgs::{minimize, Lbfgs, Smooth};
 use super::{bad_start, coordinate_names, FLAT_POSTERIOR};
 use crate::latent::Latents;
 use crate::latent::Start;
 use crate::model::latents_of;
 use crate::model::LogJoint;
+use crate::report::Convergence;
 use crate::summary::Draws;
 use crate::Result;
 

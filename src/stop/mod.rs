@@ -39,14 +39,16 @@
 //! ```
 
 mod chain;
+mod reason;
 mod stan;
 mod stationary;
+
+pub use reason::StopReason;
 
 pub(crate) use stan::StanRule;
 pub(crate) use stationary::{Decision, StationaryRule};
 
 use crate::family::VariationalFamily;
-use crate::fit::StopReason;
 use crate::{Error, Result};
 
 /// What a rule sees after each step.

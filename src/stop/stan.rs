@@ -14,8 +14,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Context, Rule};
-use crate::fit::StopReason;
+use super::{Context, Rule, StopReason};
 use crate::Result;
 
 /// The state of Stan's rule between steps.

@@ -1,0 +1,223 @@
+//! What each method records of its run, beside the q it found: stochastic ascent's record
+//! ([`Stochastic`]: objective, optimiser, skipped steps, recoveries, averaging, the step-size
+//! search), and which method it was with its own numbers ([`Method`]: L-BFGS's convergence,
+//! the Hessian's cost, DADVI's fixed draws).
+
+use std::fmt;
+
+use crate::optim::{LocStep, Optimizer};
+use crate::stop::StopReason;
+
+/// Stochastic ascent's record of its run ([`crate::Advi`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stochastic {
+    /// The objective's name.
+    pub objective: &'static str,
+    /// The optimiser and its base step size.
+    pub optimizer: Optimizer,
+    /// Steps skipped because the ELBO or its gradient was not finite.
+    pub skipped: usize,
+    /// Recoveries from runs of non-finite steps (last good parameters restored, step size halved).
+    pub halvings: usize,
+    /// The stationary iterates that q averages (None: q is the last iterate).
+    pub averaged: Option<Averaged>,
+    /// Halvings of the step size by the stopping rule ([`crate::StopRule::Stationary`] with
+    /// `halving`).
+    pub rule_halvings: usize,
+    /// The step size of the last step (after any halving and schedule).
+    pub final_lr: f64,
+    /// The step-size search before the fit, if one ran.
+    pub lr_search: Option<LrSearchReport>,
+}
+
+impl Stochastic {
+    /// The report's first lines: the method, the step-size search, why it stopped, averaging.
+    pub(crate) fn write_header(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        family: &str,
+        iterations: usize,
+        stop_reason: StopReason,
+    ) -> fmt::Result {
+        let optimizer = match self.optimizer {
+            Optimizer::Adam { lr, .. } => format!("Adam (lr {lr})"),
+            Optimizer::Sgd { lr } => format!("SGD (lr {lr})"),
+        };
+        writeln!(f, "ADVI: {family}, {}, {optimizer}", self.objective)?;
+        if let Some(search) = &self.lr_search {
+            let tried: Vec<String> = search
+                .tried
+                .iter()
+                .map(|(lr, kind, elbo)| {
+                    let kind = match kind {
+                        LocStep::Absolute => "",
+                        LocStep::ScaleRelative => " rel.",
+                    };
+                    match elbo {
+                        Some(e) => format!("{lr}{kind}: {e:.4}"),
+                        None => format!("{lr}{kind}: diverged"),
+                    }
+                })
+                .collect();
+            writeln!(
+                f,
+                "  step size  {}{} from a search (ELBO after the trial; initial {:.4}): {}",
+                search.chosen,
+                if search.loc_step == LocStep::ScaleRelative { ", location steps relative to q's sds" } else { "" },
+                search.initial_elbo,
+                tried.join(", ")
+            )?;
+        }
+        writeln!(f, "  stopped    after {iterations} iterations: {stop_reason}")?;
+        if self.rule_halvings > 0 {
+            writeln!(
+                f,
+                "  step size  halved {} times until the average stopped moving: η = {:.3e} at the end",
+                self.rule_halvings, self.final_lr
+            )?;
+        }
+        if let Some(a) = self.averaged {
+            writeln!(
+                f,
+                "  q          the average of the {} iterates from step {} (Monte Carlo error {:.3} sd)",
+                a.steps, a.since, a.mcse
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report's last lines: time per step, skipped steps, recoveries.
+    pub(crate) fn write_time(&self, f: &mut fmt::Formatter<'_>, secs: f64, iterations: usize) -> fmt::Result {
+        let per_step = if iterations > 0 { secs * 1e6 / iterations as f64 } else { 0.0 };
+        write!(f, "  time       {secs:.3} s ({per_step:.1} µs/step); {} non-finite steps skipped", self.skipped)?;
+        if self.halvings > 0 {
+            write!(
+                f,
+                "\n  recovered  {} times from runs of non-finite steps: last good parameters restored, step size \
+                 halved (now × {})",
+                self.halvings,
+                0.5f64.powi(self.halvings as i32)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The iterates that q averages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Averaged {
+    /// The first step averaged.
+    pub since: usize,
+    /// How many steps were averaged.
+    pub steps: usize,
+    /// The largest Monte Carlo standard error of the average: means in units of q's sd, sds
+    /// relative.
+    pub mcse: f64,
+}
+
+/// How a fit was computed; its report names it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Method {
+    /// Stochastic ascent of the ELBO ([`crate::Advi`]).
+    Advi,
+    /// A Gaussian at the MAP with covariance from the inverse Hessian of −log p(x, z)
+    /// ([`crate::map::Laplace`]).
+    Laplace {
+        /// The L-BFGS run to the MAP.
+        lbfgs: Convergence,
+        /// Gradient evaluations behind the finite-difference Hessian (2D).
+        hessian_evaluations: usize,
+    },
+    /// Deterministic ADVI on M fixed draws ([`crate::map::Dadvi`]).
+    Dadvi {
+        /// M, the number of fixed draws of ε.
+        draws: usize,
+        /// Whether the draws come in antithetic pairs (ε, −ε).
+        antithetic: bool,
+        /// The L-BFGS run; one evaluation is M draws of ∇ log p(x, z).
+        lbfgs: Convergence,
+        /// Gradient evaluations (of M draws each) behind the finite-difference Hessian of the
+        /// objective (4D; 0 without linear response).
+        hessian_evaluations: usize,
+        /// The maximised ELBO on the fixed draws.
+        elbo: f64,
+        /// Its standard error for the choice of draws.
+        elbo_se: f64,
+    },
+}
+
+impl Method {
+    pub(crate) fn write_header(&self, f: &mut fmt::Formatter<'_>, family: &str) -> fmt::Result {
+        let lbfgs = |f: &mut fmt::Formatter<'_>, c: &Convergence, hessian: usize| {
+            writeln!(f, "  stopped    after {c}")?;
+            if hessian > 0 {
+                writeln!(
+                    f,
+                    "  Hessian    by central differences of the gradient: {hessian} more gradient evaluations"
+                )?;
+            }
+            Ok(())
+        };
+        match self {
+            Method::Advi => Ok(()),
+            Method::Laplace { lbfgs: c, hessian_evaluations } => {
+                writeln!(f, "Laplace at the MAP: {family}, covariance = (Hessian of −log p(x, z))⁻¹")?;
+                lbfgs(f, c, *hessian_evaluations)
+            }
+            Method::Dadvi { draws, antithetic, lbfgs: c, hessian_evaluations, elbo, elbo_se } => {
+                let pairs = if *antithetic { " in antithetic pairs" } else { "" };
+                writeln!(f, "DADVI: {family}, {draws} fixed draws{pairs}, L-BFGS")?;
+                lbfgs(f, c, *hessian_evaluations)?;
+                writeln!(f, "  ELBO       {elbo:.4} ± {elbo_se:.4} on the fixed draws (s.e. for the choice of draws)")
+            }
+        }
+    }
+}
+
+/// What the search tried and chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrSearchReport {
+    /// The step size the fit ran with.
+    pub chosen: f64,
+    /// The kind of location step the fit ran with.
+    pub loc_step: LocStep,
+    /// Each trial in order: its step size and kind, and its ELBO after the trial (None: diverged).
+    pub tried: Vec<(f64, LocStep, Option<f64>)>,
+    /// The ELBO of the initial q.
+    pub initial_elbo: f64,
+}
+
+/// How an L-BFGS run reached its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Convergence {
+    /// L-BFGS iterations.
+    pub iterations: usize,
+    /// Evaluations of the objective with its gradient, line searches included.
+    pub evaluations: usize,
+    /// ‖∇f‖₂ at the answer (at most the tolerance, unless at the rounding floor).
+    pub grad_norm: f64,
+    /// The gradient tolerance.
+    pub tol_grad: f64,
+    /// Whether it stopped above the tolerance because f could be decreased no further in
+    /// floating point: the gain a line search could make was below the rounding noise of f.
+    pub rounding_floor: bool,
+    /// Restarts from the best point after a failed line search.
+    pub restarts: usize,
+}
+
+impl fmt::Display for Convergence {
+    /// `12 L-BFGS iterations, 13 gradient evaluations: gradient norm 9.4e-7 ≤ 1e-6`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} L-BFGS iterations, {} gradient evaluations: gradient norm {:.2e}",
+            self.iterations, self.evaluations, self.grad_norm
+        )?;
+        if self.rounding_floor {
+            write!(f, " (above the tolerance {:.0e}, but f can decrease no further in floating point)", self.tol_grad)
+        } else {
+            write!(f, " ≤ {:.0e}", self.tol_grad)
+        }
+    }
+}
