@@ -41,7 +41,7 @@ use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{Observer, StepInfo};
-use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState};
+use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState, UpdateRule};
 use crate::report::{Averaged, Evaluation, Fit, Method, Run, Stochastic};
 use crate::stop::StopReason;
 use crate::stop::{Rule, StopRule, StopState};
@@ -77,6 +77,8 @@ pub struct Advi<F: Family> {
     steps: usize,
     seed: u64,
     optimizer: Optimizer,
+    /// A user's own update rule, in force instead of `optimizer`'s when set.
+    update_rule: Option<Arc<dyn UpdateRule>>,
     schedule: LrSchedule,
     objective: Arc<dyn Objective>,
     dtype: DType,
@@ -112,6 +114,7 @@ impl<F: Family> Advi<F> {
             steps: 10_000,
             seed: 0,
             optimizer: Optimizer::default(),
+            update_rule: None,
             schedule: LrSchedule::Constant,
             objective: Arc::new(Estimator::Entropy),
             dtype: DType::F32,
@@ -156,7 +159,24 @@ impl<F: Family> Advi<F> {
     /// The optimiser, e.g. `Optimizer::sgd(1e-3)`.
     pub fn optimizer(mut self, optimizer: Optimizer) -> Self {
         self.optimizer = optimizer;
+        self.update_rule = None;
         self
+    }
+
+    /// A user's own update rule ([`crate::optim::UpdateRule`]) instead of the built-in ones; it
+    /// is given the step size of [`Advi::lr`] and the schedule. Each fit starts from a copy of
+    /// `rule` as given.
+    pub fn update_rule(mut self, rule: impl UpdateRule + Clone + 'static) -> Self {
+        self.update_rule = Some(Arc::new(rule));
+        self
+    }
+
+    /// The update rule in force: the user's own, else the built-in optimiser's.
+    fn rule(&self) -> Box<dyn UpdateRule> {
+        match &self.update_rule {
+            Some(rule) => rule.clone_rule(),
+            None => self.optimizer.rule(),
+        }
     }
 
     /// The (base) learning rate of the current optimiser.
@@ -416,7 +436,7 @@ impl<F: Family> Advi<F> {
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
         let start = snapshot(&q)?;
         Ok(SviState {
-            optimizer: OptimizerState::new(self.optimizer, vars)?,
+            optimizer: OptimizerState::with_rule(self.rule(), vars)?,
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             batches,
@@ -505,7 +525,7 @@ impl<F: Family> Advi<F> {
         }
         let stochastic = Stochastic {
             objective: self.objective.name(),
-            optimizer: self.optimizer,
+            optimizer: format!("{} (lr {})", state.optimizer.rule_name(), self.optimizer.lr()),
             skipped: state.skipped,
             halvings: state.halvings,
             averaged,

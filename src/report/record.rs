@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::optim::{LocStep, Optimizer};
+use crate::optim::LocStep;
 use crate::stop::StopReason;
 
 /// Stochastic ascent's record of its run ([`crate::Advi`]).
@@ -13,8 +13,8 @@ use crate::stop::StopReason;
 pub struct Stochastic {
     /// The objective's name.
     pub objective: &'static str,
-    /// The optimiser and its base step size.
-    pub optimizer: Optimizer,
+    /// The update rule and its base step size, e.g. "Adam (lr 0.01)".
+    pub optimizer: String,
     /// Steps skipped because the ELBO or its gradient was not finite.
     pub skipped: usize,
     /// Recoveries from runs of non-finite steps (last good parameters restored, step size halved).
@@ -39,11 +39,7 @@ impl Stochastic {
         iterations: usize,
         stop_reason: StopReason,
     ) -> fmt::Result {
-        let optimizer = match self.optimizer {
-            Optimizer::Adam { lr, .. } => format!("Adam (lr {lr})"),
-            Optimizer::Sgd { lr } => format!("SGD (lr {lr})"),
-        };
-        writeln!(f, "ADVI: {family}, {}, {optimizer}", self.objective)?;
+        writeln!(f, "ADVI: {family}, {}, {}", self.objective, self.optimizer)?;
         if let Some(search) = &self.lr_search {
             let tried: Vec<String> = search
                 .tried
