@@ -1,7 +1,5 @@
-//! The examples' progress bars (indicatif), drawn only on a terminal. Their own rather than
-//! `elbo::observe::Progress`: `gmm_vi` shows several fits on one bar (`fit r/R`, the total shrinking
-//! when a stopping rule ends a fit early) and `vae` an epoch's batches, neither of them an `Advi`
-//! run that an observer would see.
+//! The examples' own progress bars (indicatif), drawn only on a terminal, for work that is not an
+//! `Advi` run an `elbo::observe::Progress` would see: `vae`'s epochs of batches.
 
 use std::io::IsTerminal;
 

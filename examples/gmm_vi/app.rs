@@ -26,8 +26,6 @@ mod device;
 mod error;
 #[path = "../common/output.rs"]
 mod output;
-#[path = "../common/progress.rs"]
-mod progress;
 
 #[path = "cli.rs"]
 mod cli;

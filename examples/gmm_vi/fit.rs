@@ -1,20 +1,17 @@
-//! The fits of `gmm_vi`: R fits from different k-means++ starts (restart r with seed + r), driven
-//! step by step under one progress bar, each summarised on the host; the one with the highest ELBO
-//! is kept.
+//! The fits of `gmm_vi`: R fits from different k-means++ starts (restart r with seed + r), under
+//! one progress bar (`elbo::observe::Progress` for R runs), each summarised on the host; the one
+//! with the highest ELBO is kept.
 
 use std::time::Instant;
 
+use elbo::observe::{Observer, Progress};
 use elbo::prelude::*;
 use elbo_models::GaussianMixture;
-use indicatif::ProgressBar;
 
-use super::progress::{self, Screen};
 use super::report::element_name;
 use super::{AppError, Args, FamilyArg, Mixture};
 
-/// Steps between two updates of the progress bar (so that drawing it stays a small part of a step).
-const BAR_EVERY: usize = 50;
-/// Steps averaged for the smoothed ELBO (bar and trace plot).
+/// Steps averaged for the smoothed ELBO of the trace plot.
 pub const SMOOTH: usize = 100;
 
 /// The summary of one fit, on the host.
@@ -64,24 +61,20 @@ impl Fits {
 
 /// Runs the `args.restarts` fits, under one bar on a terminal unless `--quiet`.
 pub fn fit_all(gmm: &GaussianMixture, args: &Args, device: &Device) -> Result<Fits, AppError> {
-    let bar = progress_bar(args);
+    // one bar on stdout for every fit's steps (drawn only on a terminal)
+    let mut bar = (!args.quiet).then(|| Progress::runs(args.restarts, args.steps).stdout());
     let start = Instant::now();
     let mut fits = Vec::with_capacity(args.restarts);
     for r in 0..args.restarts {
         let seed = args.seed.wrapping_add(r as u64);
-        if let Some(bar) = &bar {
-            bar.set_prefix(format!("fit {}/{}", r + 1, args.restarts));
-        }
+        let mut observers: Vec<&mut dyn Observer> = bar.iter_mut().map(|b| b as &mut dyn Observer).collect();
         let fitted = match args.family {
-            FamilyArg::Meanfield => fit_one(MeanField, gmm, args, device, seed, bar.as_ref())?,
-            FamilyArg::Fullrank => fit_one(FullRank, gmm, args, device, seed, bar.as_ref())?,
+            FamilyArg::Meanfield => fit_one(MeanField, gmm, args, device, seed, &mut observers)?,
+            FamilyArg::Fullrank => fit_one(FullRank, gmm, args, device, seed, &mut observers)?,
         };
         fits.push(fitted);
     }
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
     let best =
         (0..fits.len()).max_by(|&a, &b| nan_lowest(fits[a].elbo).total_cmp(&nan_lowest(fits[b].elbo))).unwrap_or(0);
     Ok(Fits { fits, best, seconds })
@@ -96,38 +89,14 @@ fn nan_lowest(x: f64) -> f64 {
     }
 }
 
-/// One bar for all fits, on stdout: the steps of every fit, the smoothed ELBO, the time left.
-fn progress_bar(args: &Args) -> Option<ProgressBar> {
-    let bar = progress::bar(
-        !args.quiet,
-        Screen::Stdout,
-        10,
-        (args.steps * args.restarts) as u64,
-        "{prefix} [{bar:40.cyan/blue}] {pos}/{len} steps, ELBO {msg} ({eta} left)",
-    )?;
-    bar.set_prefix(format!("fit 1/{}", args.restarts));
-    bar.set_message("…");
-    Some(bar)
-}
-
-/// The mean of the last `window` finite values of a trace (NaN if there are none).
-pub fn smoothed_tail(trace: &[f64], window: usize) -> f64 {
-    let tail: Vec<f64> = trace.iter().rev().filter(|v| v.is_finite()).take(window).copied().collect();
-    if tail.is_empty() {
-        f64::NAN
-    } else {
-        tail.iter().sum::<f64>() / tail.len() as f64
-    }
-}
-
-/// One fit from the k-means++ start of `seed`, driven step by step so that the bar can follow.
+/// One fit from the k-means++ start of `seed`, seen by `observers` (the bar).
 fn fit_one<F: Family>(
     family: F,
     gmm: &GaussianMixture,
     args: &Args,
     device: &Device,
     seed: u64,
-    bar: Option<&ProgressBar>,
+    observers: &mut [&mut dyn Observer],
 ) -> Result<Fitted, AppError> {
     let mut advi = Advi::new(family)
         .dtype(DType::F64)
@@ -145,23 +114,7 @@ fn fit_one<F: Family>(
         // dwarfing the minibatch fit on large data (s.e. √5 × larger)
         advi = advi.batch(b).elbo_draws(200);
     }
-    let mut state = advi.init(gmm)?;
-    let done_before = bar.map_or(0, |b| b.position());
-    while state.iteration() < args.steps && state.stop_reason().is_none() {
-        advi.step(&mut state, gmm)?;
-        if let Some(bar) = bar {
-            if state.iteration() % BAR_EVERY == 0 {
-                bar.set_position(done_before + state.iteration() as u64);
-                bar.set_message(format!("{:.2}", smoothed_tail(state.trace(), SMOOTH)));
-            }
-        }
-    }
-    if let (Some(bar), Some(length)) = (bar, bar.and_then(|b| b.length())) {
-        // the rule stopped early: the steps it did not need leave the bar's total
-        bar.set_length(length - (args.steps - state.iteration()) as u64);
-        bar.set_position(done_before + state.iteration() as u64);
-    }
-    let fit = advi.run(state, gmm)?;
+    let fit = advi.fit_with(gmm, observers)?;
     let (k, d) = (gmm.k(), gmm.d());
     let summary = fit.summary();
     let get = |name: &str, index: &[usize], size: usize| -> Result<(f64, f64), AppError> {

@@ -40,7 +40,7 @@ use crate::map::Map;
 use crate::model::LogJoint;
 use crate::noise::{Noise, Stream};
 use crate::objective::{Estimator, Objective, QTerm};
-use crate::observe::{Observer, StepInfo};
+use crate::observe::{FinishInfo, Observer, StartInfo, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState, UpdateRule};
 use crate::report::{Averaged, Evaluation, Fit, Method, Run, Stochastic};
 use crate::stop::StopReason;
@@ -471,6 +471,11 @@ impl<F: Family> Advi<F> {
         model: &M,
         observers: &mut [&mut dyn Observer],
     ) -> Result<Fit<F::Q>> {
+        let start =
+            StartInfo { steps: self.steps, iteration: state.iteration, family: state.q.name(), dim: state.q.dim() };
+        for observer in observers.iter_mut() {
+            observer.on_start(&start)?;
+        }
         let reason = loop {
             if let Some(reason) = state.stopped {
                 break reason;
@@ -494,8 +499,9 @@ impl<F: Family> Advi<F> {
                 }
             }
         };
+        let finish = FinishInfo { iterations: state.iteration, stop_reason: reason };
         for observer in observers.iter_mut() {
-            observer.on_finish()?;
+            observer.on_finish(&finish)?;
         }
         self.report(state, model, reason)
     }
