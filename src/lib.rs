@@ -35,6 +35,7 @@
 
 pub mod advi;
 pub mod amortized;
+pub mod average;
 pub mod dist;
 pub mod error;
 pub mod family;

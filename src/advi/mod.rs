@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 
+use crate::average::Averager;
 use crate::family::{Family, FamilyGradient, Init, ScaleLink, VariationalFamily};
 use crate::latent::Start;
 use crate::linalg::host_tensor;
@@ -90,6 +91,8 @@ pub struct Advi<F: Family> {
     stop: Option<StopRule>,
     /// A user's own stopping rule, in force instead of `stop` when set.
     stop_when: Option<Arc<dyn Rule>>,
+    /// Averages the iterates (with a rule other than the stationary one, which averages itself).
+    averager: Option<Arc<dyn Averager>>,
     max_time: Option<Duration>,
     lr_search: Option<LrSearch>,
     loc_step: LocStep,
@@ -125,6 +128,7 @@ impl<F: Family> Advi<F> {
             clip_grad_norm: None,
             stop: None,
             stop_when: None,
+            averager: None,
             max_time: None,
             lr_search: None,
             loc_step: LocStep::Absolute,
@@ -378,6 +382,14 @@ impl<F: Family> Advi<F> {
         self
     }
 
+    /// Iterate averaging ([`crate::average`]): q at the end is `averager`'s average of the
+    /// iterates. The stationary stopping rule averages over its own window and takes precedence
+    /// when it finds one.
+    pub fn averager(mut self, averager: impl Averager + Clone + 'static) -> Self {
+        self.averager = Some(Arc::new(averager));
+        self
+    }
+
     /// A user's own stopping rule ([`crate::stop::Rule`]) instead of the built-in ones: each fit
     /// starts from a copy of `rule` as given.
     pub fn stop_when(mut self, rule: impl Rule + Clone + 'static) -> Self {
@@ -440,6 +452,7 @@ impl<F: Family> Advi<F> {
             q,
             noise: Noise::new(self.seed, Stream::Optimise),
             batches,
+            averager: self.averager.as_ref().map(|a| a.clone_averager()),
             stop: match &self.stop_when {
                 Some(rule) => StopState::Rule(rule.clone_rule()),
                 None => StopState::new(self.stop_rule(), self.steps),
@@ -518,6 +531,12 @@ impl<F: Family> Advi<F> {
                 }
                 averaged = Some(Averaged { since: window.since, steps, mcse: window.mcse });
             }
+        }
+        if let (None, Some(average)) = (averaged, state.averager.as_ref().and_then(|a| a.average())) {
+            for ((_, var), value) in state.q.params().iter().zip(average.params) {
+                var.set(&host_tensor(value, var)?)?;
+            }
+            averaged = Some(Averaged { since: average.since, steps: average.steps, mcse: f64::NAN });
         }
         let q = &state.q;
         for (name, var) in q.params() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use candle_core::Tensor;
 
+use crate::average::Averager;
 use crate::noise::Noise;
 use crate::optim::OptimizerState;
 use crate::stop::StopReason;
@@ -34,6 +35,8 @@ pub struct SviState<Q> {
     pub(super) noise: Noise,
     /// Draws the minibatch rows (None: every step sees all the data).
     pub(super) batches: Option<Noise>,
+    /// The averager of the iterates, if one was set.
+    pub(super) averager: Option<Box<dyn Averager>>,
     /// The stopping rule's memory.
     pub(super) stop: StopState,
     /// Set once the stopping rule has decided.

@@ -52,6 +52,11 @@ impl<F: Family> Advi<F> {
                     state.last_good = snapshot(&state.q)?;
                     state.taken_in_a_row = 0;
                 }
+                if let Some(averager) = &mut state.averager {
+                    let params =
+                        state.q.params().iter().map(|(_, v)| to_f64_vec(v.as_tensor())).collect::<Result<Vec<_>>>()?;
+                    averager.observe(state.iteration, &params)?;
+                }
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
@@ -71,6 +76,9 @@ impl<F: Family> Advi<F> {
                         state.halvings += 1;
                         state.consecutive_skipped = 0;
                         state.moved = false;
+                        if let Some(averager) = &mut state.averager {
+                            averager.restart(state.iteration);
+                        }
                         match &mut state.stop {
                             StopState::Stationary(rule) => rule.restart(state.iteration),
                             StopState::Rule(rule) => rule.restart(state.iteration),

@@ -73,11 +73,11 @@ impl Stochastic {
             )?;
         }
         if let Some(a) = self.averaged {
-            writeln!(
-                f,
-                "  q          the average of the {} iterates from step {} (Monte Carlo error {:.3} sd)",
-                a.steps, a.since, a.mcse
-            )?;
+            write!(f, "  q          the average of the {} iterates from step {}", a.steps, a.since)?;
+            if a.mcse.is_finite() {
+                write!(f, " (Monte Carlo error {:.3} sd)", a.mcse)?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -107,7 +107,8 @@ pub struct Averaged {
     /// How many steps were averaged.
     pub steps: usize,
     /// The largest Monte Carlo standard error of the average: means in units of q's sd, sds
-    /// relative.
+    /// relative (from the stationary rule; NaN from an [`crate::average::Averager`], which has
+    /// none).
     pub mcse: f64,
 }
 
