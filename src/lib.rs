@@ -30,6 +30,39 @@
 //! println!("{fit}");
 //! # Ok::<(), elbo::Error>(())
 //! ```
+//!
+//! # The map
+//!
+//! One step pipeline, and a slot (a small trait) for each thing that varies; layers run one way,
+//! from the model up to the report.
+//!
+//! - **The model** ([`model`], [`latent`], [`dist`], [`special`], [`likelihood`]): [`LogJoint`]
+//!   gives log p(x, z) for a batch of draws; [`Model`] adds named, constrained latents with their
+//!   bijectors; [`dist`] has batched log densities, [`special`] differentiable special functions,
+//!   [`likelihood`] fused likelihoods (GLMs, mixtures) with their candle composition.
+//! - **The family slot** ([`family`]): the variational distribution q(z; λ), [`VariationalFamily`]
+//!   (draws with log q, log q with λ fixed) made by a [`Family`]; a closed-form entropy, a
+//!   closed-form gradient on the host and the [`Gaussian`] extras are capabilities.
+//!   [`MeanField`] and [`FullRank`] are built in.
+//! - **The objective slot** ([`objective`]): what a step maximises, [`Objective`], from the draws'
+//!   log p and q's entropy or log q; [`Estimator`] has the entropy form and sticking the landing.
+//! - **The optimiser slot** ([`optim`]): how λ moves, [`optim::UpdateRule`] (Adam, SGD), with a
+//!   step-size schedule ([`LrSchedule`]) and the location's units ([`LocStep`]).
+//! - **The stopping-rule slot** ([`stop`]): [`stop::Rule`] returns "go on" or a [`StopReason`];
+//!   [`StopRule`] names the built-in ones (stationarity with iterate averaging, the default;
+//!   Stan's; every step).
+//! - **The averaging slot** ([`average`]): [`average::Averager`], q as the average of the
+//!   iterates.
+//! - **The observer slot** ([`observe`]): a progress bar, a trace log; observers change nothing.
+//! - **The engines**: [`advi`] (stochastic ascent: the one step pipeline, the recovery from
+//!   non-finite steps, the step-size search), [`map`] (MAP, Laplace and deterministic ADVI on
+//!   L-BFGS), [`amortized`] (q(z | x) from an encoder, the VAE's bounds).
+//! - **The report** ([`report`]): the one place a [`Fit`] is made: the ELBO ± s.e. on fresh
+//!   draws, PSIS k̂ and its verdict, the summary and draws by name ([`summary`]), each method's
+//!   own record.
+//! - **The rest**: [`runtime`] (threads and devices, without writing the environment), [`noise`]
+//!   (seeded standard-normal streams), [`linalg`] (small host linear algebra), [`error`]; the
+//!   SIMD kernels and all `unsafe` code are crate-private.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -159,7 +159,8 @@ impl<W: Write> Observer for TraceLog<W> {
 
 /// A progress bar: step, running ELBO (mean of the last 100 estimates), steps per second and ETA,
 /// drawn on standard error (or standard output, [`Progress::stdout`]) when that is a terminal, and
-/// redrawn every `every` steps (default 50), so it costs well under 2 % of a step.
+/// redrawn every `every` steps (default 50), so it costs a small part of a step (benches/README.md,
+/// "Observers").
 ///
 /// For several runs on one bar ([`Progress::runs`]), the bar counts the steps of all of them,
 /// shows `fit r/R`, and takes the steps a stopping rule did not need out of its total.

@@ -6,7 +6,8 @@
 //!
 //! candle's backward gives every argument of every node its gradient through
 //! `GradStore::or_insert` (a tensor of zeros) and `add`: for a weight matrix that is a zero-fill, an
-//! add and two weight-sized allocations per step, about 15 % of a VAE training step on the CPU. In
+//! add and two weight-sized allocations per step, a sizeable part of a VAE training step on the CPU
+//! (benches/README.md, "VAE per-epoch time, second pass"). In
 //! [`backward`], layers that compute their weights' gradients themselves ([`crate::dense`]) hand
 //! them to [`offer`] instead, which keeps the first as it is and adds later ones, so a weight's
 //! gradient costs only the product that forms it. Outside [`backward`], [`offer`] hands the

@@ -1,5 +1,6 @@
 //! `elbo-models`: ready models for the `elbo` toolkit, each a [`elbo::LogJoint`] (or an [`elbo::Model`]) with its data as
-//! tensors. The priors match `../shared/peers/models_numpyro.py`, so ELBOs compare across toolkits.
+//! tensors. The priors match the peers' NumPyro models (benches/README.md), so ELBOs compare across
+//! toolkits.
 //!
 //! - [`LinearRegression`]: conjugate Bayesian linear regression with known noise, with its exact
 //!   posterior and log evidence;
