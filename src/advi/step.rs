@@ -138,7 +138,7 @@ impl<F: Family> Advi<F> {
             _ => None,
         };
         let closed_form = self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu();
-        let draw = Draw::new(&state.q, eps, s, closed_form, &self.device)?;
+        let mut draw = Draw::new(&state.q, eps, s, closed_form, &self.device)?;
         let term = self.objective.q_term();
         let z = Var::from_tensor(&draw.z)?;
         let log_joint = evaluate_rows(model, z.as_tensor(), rows.as_ref())?;
@@ -184,8 +184,9 @@ struct Draw {
 enum Pullback {
     /// In closed form on the host ([`HostGaussian`]).
     Host { q: HostGaussian, eps: Vec<f64>, units: Vec<f64> },
-    /// By autodiff through z = T_λ(ε) (`z` keeps its graph).
-    Autodiff { eps: Tensor, z: Tensor },
+    /// By autodiff through z = T_λ(ε) (`z` keeps its graph; `entropy`, H(q) with its graph, once
+    /// the objective has asked for it).
+    Autodiff { eps: Tensor, z: Tensor, entropy: Option<Tensor> },
 }
 
 /// q's term of the estimate, as [`Objective::q_term`] asked.
@@ -217,18 +218,22 @@ impl Draw {
         }
         let eps = host_noise_tensor(eps, s, d, dtype, device)?;
         let z = q.rsample(&eps)?;
-        Ok(Draw { z: z.detach(), how: Pullback::Autodiff { eps, z } })
+        Ok(Draw { z: z.detach(), how: Pullback::Autodiff { eps, z, entropy: None } })
     }
 
     /// H(q) or log q(z_s) of the draws.
-    fn q_values<Q: VariationalFamily>(&self, q: &Q, term: QTerm) -> Result<QOwned> {
-        Ok(match (&self.how, term) {
+    fn q_values<Q: VariationalFamily>(&mut self, q: &Q, term: QTerm) -> Result<QOwned> {
+        Ok(match (&mut self.how, term) {
             (Pullback::Host { q: host, .. }, QTerm::Entropy) => QOwned::Entropy(host.entropy()),
             (Pullback::Host { q: host, eps, .. }, QTerm::LogQ) => {
                 QOwned::LogQ(eps.chunks(host.dim()).map(|e| host.log_prob_of_noise(e)).collect())
             }
-            (Pullback::Autodiff { .. }, QTerm::Entropy) => match q.closed_form_entropy()? {
-                Some(h) => QOwned::Entropy(scalar(&h)?),
+            (Pullback::Autodiff { entropy, .. }, QTerm::Entropy) => match q.closed_form_entropy()? {
+                Some(h) => {
+                    let value = scalar(&h)?;
+                    *entropy = Some(h);
+                    QOwned::Entropy(value)
+                }
                 None => return Err(no_entropy(q.name())),
             },
             (Pullback::Autodiff { eps, .. }, QTerm::LogQ) => QOwned::LogQ(to_f64_vec(&q.log_prob_of_noise(eps)?)?),
@@ -253,21 +258,32 @@ impl Draw {
                 let grads = host.gradient(&eps, &units, &dlogp, weights, term);
                 Ok((Gradient::Host(grads), Some(host.into_values())))
             }
-            Pullback::Autodiff { z, .. } => {
-                let (s, dtype, device) = (weights.len(), z.dtype(), z.device().clone());
-                let a = Tensor::from_slice(weights, (s, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(&device)?;
+            Pullback::Autodiff { z, entropy, .. } => {
+                let (dtype, device) = (z.dtype(), z.device().clone());
                 // Σ_s a_s [g_s · z_s(λ) − 𝟙{LogQ} log q_⊥(z_s(λ))] + 𝟙{Entropy} H(q): its gradient in λ
                 // is the objective's (g_s fixed, λ held fixed inside log q_⊥)
+                let uniform = weights.iter().all(|&w| w == weights[0]);
+                let weighted_sum = |per_draw: Tensor| -> Result<Tensor> {
+                    // [S] → Σ_s a_s x_s, a scalar multiply when every draw weighs the same
+                    if uniform {
+                        return Ok((per_draw.sum_all()? * weights[0])?);
+                    }
+                    let a = Tensor::from_slice(weights, weights.len(), &Device::Cpu)?
+                        .to_dtype(dtype)?
+                        .to_device(&device)?;
+                    Ok((per_draw * a)?.sum_all()?)
+                };
                 let mut surrogate = match dlogp {
-                    Some(g) => (z.broadcast_mul(&a)? * g.detach())?.sum_all()?,
+                    Some(g) => weighted_sum((&z * g.detach())?.sum(1)?)?,
                     None => Tensor::zeros((), dtype, &device)?,
                 };
-                surrogate = match term {
-                    QTerm::Entropy => match q.closed_form_entropy()? {
+                surrogate = match (term, entropy) {
+                    (QTerm::Entropy, Some(h)) => (surrogate + h)?,
+                    (QTerm::Entropy, None) => match q.closed_form_entropy()? {
                         Some(h) => (surrogate + h)?,
                         None => return Err(no_entropy(q.name())),
                     },
-                    QTerm::LogQ => (surrogate - (q.log_prob(&z)? * a.squeeze(1)?)?.sum_all()?)?,
+                    (QTerm::LogQ, _) => (surrogate - weighted_sum(q.log_prob(&z)?)?)?,
                 };
                 let grads = surrogate.backward()?;
                 let grads = q.params().iter().map(|(_, v)| grads.get(v.as_tensor()).map(Tensor::detach)).collect();
