@@ -1,8 +1,11 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by elbo's integration tests: each test binary (`tests/<module>/main.rs`) takes them
+//! in with `#[path = "../common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
 use elbo::linalg::to_f64_vec;
 use elbo::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 /// Host values of a tensor as f64, row-major.
 pub fn host(t: &Tensor) -> Vec<f64> {
@@ -39,4 +42,22 @@ pub fn gaussian_target(m: Vec<f64>, l: &[f64]) -> impl LogJoint {
         let diff = z.broadcast_sub(&m)?;
         ((diff.matmul(&precision)? * &diff)?.sum(1)? * -0.5)? + log_norm
     })
+}
+
+/// N images of 8×8 grey levels: one horizontal and one vertical bar (positions drawn at random) at
+/// grey 0.9 on a background of 0.05, plus U(0, 0.05) noise; `[N, 64]`. The same images as
+/// `bars` in `models/tests/models/vae.rs` (the VAE's own tests, in the models crate).
+pub fn bars(n: usize, seed: u64, dtype: DType) -> Tensor {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let mut v = Vec::with_capacity(n * 64);
+    for _ in 0..n {
+        let (r, c) = (rng.random_range(0..8), rng.random_range(0..8));
+        for i in 0..8 {
+            for j in 0..8 {
+                let on = i == r || j == c;
+                v.push(if on { 0.9 } else { 0.05 } + rng.random_range(0.0..0.05));
+            }
+        }
+    }
+    Tensor::from_vec(v, (n, 64), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
 }

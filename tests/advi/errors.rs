@@ -2,9 +2,7 @@
 //! message names the problem. Non-finite steps are skipped, counted, and, after too many in a row,
 //! reported with the iteration and the coordinates of z that caused them.
 
-mod common;
-
-use common::host;
+use crate::common::host;
 use elbo::prelude::*;
 use elbo::{Error, MeanFieldGaussian};
 use elbo_models::{LinearRegression, LogisticRegression};

@@ -1,9 +1,7 @@
 //! Reproducibility: the same seed gives bit-identical parameters, traces and draws on the CPU,
 //! in f32 and f64; different seeds differ; stepping by hand gives exactly what `fit` gives.
 
-mod common;
-
-use common::{host, param_bits};
+use crate::common::{host, param_bits};
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
 

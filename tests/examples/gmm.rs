@@ -11,7 +11,7 @@
 //! - the pieces: label matching, CSV reading, the plots without a font.
 
 #[allow(dead_code)]
-#[path = "../examples/gmm_vi/app.rs"]
+#[path = "../../examples/gmm_vi/app.rs"]
 mod app;
 
 use std::path::PathBuf;

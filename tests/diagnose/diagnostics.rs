@@ -10,9 +10,7 @@
 //!   1.99, so k ≈ 0.99 > 0.7;
 //! - a Gaussian q of a Student-t (ν = 2) target: the weights grow like exp(z² / 2s²), k = 1 > 0.7.
 
-mod common;
-
-use common::gaussian_target;
+use crate::common::gaussian_target;
 use elbo::diagnose::Verdict;
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
@@ -47,7 +45,7 @@ fn k_hat_is_large_for_mean_field_on_a_correlated_gaussian() {
     let fit = settle(MeanField).fit(&correlated()).unwrap();
     println!("{fit}");
     // it did converge to the mean-field optimum, sd √(1 − ρ²) = 0.141
-    let sd: Vec<f64> = common::host(&fit.covariance().unwrap()).iter().step_by(3).map(|v| v.sqrt()).collect();
+    let sd: Vec<f64> = crate::common::host(&fit.covariance().unwrap()).iter().step_by(3).map(|v| v.sqrt()).collect();
     assert!(sd.iter().all(|s| (s / (1.0 - RHO * RHO).sqrt() - 1.0).abs() < 0.05), "{sd:?}");
     assert!(fit.k_hat() > 0.7, "mean-field q of ρ = 0.99: k̂ = {}", fit.k_hat());
     assert_eq!(fit.diagnostics().unwrap().verdict(), Verdict::Unreliable);

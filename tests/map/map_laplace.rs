@@ -10,12 +10,10 @@
 //!   a + b) and a density that grows without bound (a flat prior on a positive scale).
 //! - The bridge drives argmin's own L-BFGS, and its gradient is −∇ log p by finite differences.
 
-mod common;
-
+use crate::common::host;
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
-use common::host;
 use elbo::dist::{Distribution, Gamma, Poisson};
 use elbo::map::{Laplace, Map, NegLogJoint};
 use elbo::prelude::*;

@@ -3,9 +3,7 @@
 //! `elbo::Error` for every kind of bad input (unknown name, wrong count, value outside the support,
 //! non-finite log density at the start, bad declarations).
 
-mod common;
-
-use common::host;
+use crate::common::host;
 use elbo::latent::Bijector;
 use elbo::prelude::*;
 use elbo::Error;

@@ -8,9 +8,7 @@
 //! Adam's step size is decayed to 1e-4 so the final iterate sits at the optimum up to a wobble
 //! far below the tolerances (0.05 posterior sd for means, 5 % for sds).
 
-mod common;
-
-use common::{host, kl_gaussians};
+use crate::common::{host, kl_gaussians};
 use elbo::prelude::*;
 use elbo_models::{ExactPosterior, LinearRegression};
 

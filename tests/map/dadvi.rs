@@ -16,11 +16,9 @@
 //! `shared/peers/data/logreg.json`), against their NUTS reference (`tests/data/reference_nuts.json`,
 //! 2 chains × 2,000 draws, min n_eff 2322, so its means carry ≈ 0.02 sd of Monte Carlo error).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{gaussian_target, host};
+use crate::common::{gaussian_target, host};
 use elbo::map::{Dadvi, DadviFit, Map};
 use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;

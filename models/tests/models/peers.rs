@@ -1,13 +1,14 @@
 //! The ready models of `elbo-models` give the same log joint as the peers' ports (NumPyro, PyMC,
-//! Pyro) at the parameter values of `../shared/peers/data/logp_checks.json` (copied to
-//! `tests/data/`, with the gmm data): constrained values, no Jacobian, full normalising constants.
+//! Pyro) at the parameter values of `../shared/peers/data/logp_checks.json` (copied to the
+//! workspace's `tests/data/`, with the gmm data): constrained values, no Jacobian, full
+//! normalising constants.
 
 use elbo::prelude::*;
 use elbo_models::GaussianMixture;
 use serde_json::Value;
 
 fn json(name: &str) -> Value {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect("valid JSON")
 }
 

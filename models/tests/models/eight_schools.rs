@@ -1,6 +1,7 @@
 //! `elbo_models::EightSchools`: its log joint against one built from statrs densities (and the
-//! peers' values in `tests/data/logp_checks.json`), the fused op's gradient against the
-//! composition's autodiff and central differences, and a fit's ELBO below the exact log evidence.
+//! peers' values in the workspace's `tests/data/logp_checks.json`), the fused op's gradient against
+//! the composition's autodiff and central differences, and a fit's ELBO below the exact log
+//! evidence.
 
 use candle_core::Var;
 use elbo::prelude::*;
@@ -75,7 +76,8 @@ fn log_joint_matches_statrs() {
 /// constrained density, so the Jacobian u = ln τ is taken off.
 #[test]
 fn log_joint_matches_the_peers() {
-    let text = std::fs::read_to_string(format!("{}/tests/data/logp_checks.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text =
+        std::fs::read_to_string(format!("{}/../tests/data/logp_checks.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let checks: serde_json::Value = serde_json::from_str(&text).unwrap();
     let model = EightSchools::rubin().unwrap();
     for check in checks["eight_schools"].as_array().unwrap() {

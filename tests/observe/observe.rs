@@ -2,9 +2,7 @@
 //! bit-identical to one without; the CSV and JSON Lines logs hold one record per step (skipped
 //! steps included, as NaN / null); an observer's error ends the fit.
 
-mod common;
-
-use common::param_bits;
+use crate::common::param_bits;
 use elbo::observe::{LogFormat, Observer, Progress, StepInfo, Trace, TraceLog};
 use elbo::prelude::*;
 

@@ -3,11 +3,9 @@
 //! survived; when that does not help the fit fails naming the iteration and the coordinates,
 //! never returning NaN; gradient-norm clipping keeps plain SGD from diverging on a steep target.
 
-use common::host;
+use crate::common::host;
 use elbo::prelude::*;
 use elbo::{Error, Optimizer};
-
-mod common;
 
 /// N(0, 1) times (10 − z): log p is NaN for z > 10, ten sds from where the posterior lives.
 fn edge() -> impl LogJoint {

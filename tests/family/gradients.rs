@@ -14,10 +14,8 @@
 //!   every z, so the STL gradient vanishes for every draw (< 1e-6), while the entropy-form
 //!   estimator's gradient does not.
 
-mod common;
-
+use crate::common::{gaussian_target, host};
 use candle_core::Var;
-use common::{gaussian_target, host};
 use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;
 use elbo::{FamilyGradient, FullRankGaussian, MeanFieldGaussian};

@@ -9,11 +9,9 @@
 
 use std::time::Duration;
 
-use common::{gaussian_target, host};
+use crate::common::{gaussian_target, host};
 use elbo::prelude::*;
 use elbo::{LocStep, LrSearch, StopRule};
-
-mod common;
 
 /// A 3-D Gaussian with means −3, 0, 3 and sds 0.5, 1, 2 (mean-field is exact).
 fn diagonal_target(mu: [f64; 3]) -> (impl LogJoint, [f64; 3], [f64; 3]) {

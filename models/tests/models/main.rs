@@ -1,0 +1,15 @@
+//! The ready models of `elbo-models`, one submodule per model:
+//!
+//! - `eight_schools`: `EightSchools` against statrs and the peers, its fused gradient, a fit;
+//! - `idx`: the IDX reader and writer (`elbo_models::idx`);
+//! - `peers`: the models' log joints against the peers' ports (`GaussianMixture`);
+//! - `vae`: `Vae` and `VaeTrainer` (the IWAE bound, training, β, the Gaussian decoder,
+//!   checkpoints).
+//!
+//! The data files are the workspace's, in `tests/data/` at its root (shared with elbo's tests).
+//! `vae_threads.rs` is a binary of its own (it sizes rayon's global pool).
+
+mod eight_schools;
+mod idx;
+mod peers;
+mod vae;
