@@ -47,7 +47,7 @@ use elbo::prelude::*;
 pub use cli::{Args, FamilyArg};
 pub use device::DeviceArg;
 pub use report::{Mixture, Report};
-// the pieces tests/gmm.rs checks on their own
+// the pieces tests/examples/gmm.rs checks on their own
 #[allow(unused_imports)]
 pub use {data::read_csv, matching::match_components};
 

@@ -41,7 +41,7 @@
 //! interval picks its form by the sign of u) has bounded derivatives on both sides, so gradients
 //! are finite wherever the values are.
 //!
-//! Limits (f64, measured in `tests/bijectors.rs`). Values, log-determinants and gradients are
+//! Limits (f64, measured in `tests/latent/bijectors.rs`). Values, log-determinants and gradients are
 //! finite for |u| ≤ 700 (eᵘ overflows past 709; in f32 past 88), and x lies in the closure of the
 //! support. Strictly inside, and recoverable by `inverse`, is what f64 can represent:
 //! - next to a nonzero bound c, x = c ± scale·eᵘ rounds onto c for u < log(|c| / scale) − 36.7,
