@@ -1,5 +1,5 @@
 //! One training step of the classic VAE (784–400–20, Bernoulli decoder, batch 128, f32, Adam) on
-//! synthetic grey levels, and its evaluation forward pass: the unit of `cargo run --example vae`'s
+//! synthetic grey levels, its evaluation forward pass, and one snapshot of its weights: the unit of `cargo run --example vae`'s
 //! seconds per epoch (469 steps).
 //!
 //! Threads: as the example, RAYON_NUM_THREADS (matrix products; default here 2) and
@@ -29,8 +29,11 @@ fn vae(c: &mut Criterion) {
     g.sample_size(30);
     let eps = noise.standard_normal(128, 20, DType::F32, &dev).unwrap();
     g.bench_function("forward/B128", |b| b.iter(|| model.elbo_terms(&x, &eps, KlForm::Analytic).unwrap()));
+    let vars = model.vars();
     let mut trainer = VaeTrainer::new(model, 1e-3, 1).unwrap();
     g.bench_function("train_step/B128", |b| b.iter(|| trainer.step(&x, 1.0).unwrap()));
+    // one snapshot of every weight, the copy a trainer keeps to go back to after non-finite steps
+    g.bench_function("snapshot", |b| b.iter(|| vars.iter().map(|v| v.as_tensor().copy().unwrap()).collect::<Vec<_>>()));
     g.finish();
 }
 
