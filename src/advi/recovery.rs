@@ -16,8 +16,8 @@ use crate::family::VariationalFamily;
 use crate::linalg::to_f64_vec;
 use crate::model::{latents_of, LogJoint};
 use crate::noise::{Noise, Stream};
-use crate::optim::OptimizerState;
 use crate::objective::evaluate;
+use crate::optim::OptimizerState;
 use crate::summary::Draws;
 use crate::{Error, Result};
 
