@@ -4,7 +4,7 @@
 //! ```text
 //! m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
 //! λ ← λ − (η̂ m) / (√v + ε̂),   η̂ = η √(1 − β₂ᵗ)/(1 − β₁ᵗ),  ε̂ = ε √(1 − β₂ᵗ)   (= λ − η m̂ / (√v̂ + ε))
-//! subnormals: m, v < smallest normal → 0;  g (1 − β₁), g² (1 − β₂), η̂ m < smallest normal → 0
+//! subnormals: m, v → 0 where β₁ m, β₂ v < smallest normal;  g (1 − β₁), g² (1 − β₂), η̂ m likewise
 //! ```
 //!
 //! The formula and the order of operations per element are the host path's
@@ -98,13 +98,14 @@ struct Kernel<'a> {
 
 /// The update of each element, computed so that no operation's result is subnormal (below the
 /// smallest normal float): every multiply that forms one takes a microcode assist.
-/// - m and v are flushed to 0 below the smallest normal: once a weight's gradient is (nearly)
-///   always 0, as for the pixels that are black in every image, its m decays by β₁ per step into
-///   that range (benches/README.md, "The VAE's Adam in elbo::optim").
+/// - m and v are flushed to 0 where the next step's β₁ m or β₂ v would be below the smallest
+///   normal: once a weight's gradient is (nearly) always 0, as for the pixels that are black in
+///   every image, its m decays by β₁ per step into that range (benches/README.md, "The VAE's
+///   Adam in elbo::optim").
 /// - g is taken as 0 where g (1 − β₁) would be subnormal, g² where g² (1 − β₂) would be: the
 ///   decoder's gradient for a nearly black pixel is ≈ e^l / B with its logit l falling far below
 ///   zero in the second epoch.
-/// - η̂ m is taken as 0 where it would be subnormal (|m| < smallest normal / η̂).
+/// - m is taken as 0 in the step where η̂ m would be subnormal (|m| < smallest normal / η̂).
 ///
 /// A gradient that small moves no weight (the step is η̂ m / (√v + ε̂) with ε̂ ≈ 1e-8), so nothing
 /// is lost.
@@ -113,15 +114,20 @@ macro_rules! adam_loop {
         let k: Step = $k;
         let (b1, b2, step, eps) = (k.beta1 as $t, k.beta2 as $t, k.step_size as $t, k.eps_hat as $t);
         let tiny = <$t>::MIN_POSITIVE;
-        let (g_tiny, g2_tiny, m_tiny) = (tiny / (1.0 - b1), (tiny / (1.0 - b2)).sqrt(), tiny / step);
-        let flush = |x: $t| if x.abs() < tiny { 0.0 } else { x };
+        // Each threshold applies to a factor before it is multiplied: the loop is vectorised, so
+        // a choice made after a product would still form the subnormal product in its lane.
+        let (g_tiny, g2_tiny) = (tiny / (1.0 - b1), (tiny / (1.0 - b2)).sqrt());
+        let (m_keep, v_keep, m_step) = (tiny / b1, tiny / b2, tiny / step);
         for (((p, &g), m), v) in $p.iter_mut().zip($g).zip($m.iter_mut()).zip($v.iter_mut()) {
-            let g2 = if g.abs() < g2_tiny { 0.0 } else { g * g };
+            let g2 = if g.abs() < g2_tiny { 0.0 } else { g };
             let g = if g.abs() < g_tiny { 0.0 } else { g };
-            *m = flush(*m * b1 + g * (1.0 - b1));
-            *v = flush(*v * b2 + g2 * (1.0 - b2));
-            let sm = if m.abs() < m_tiny { 0.0 } else { *m * step };
-            *p -= sm / (v.sqrt() + eps);
+            let mk = *m * b1 + g * (1.0 - b1);
+            let vk = *v * b2 + g2 * g2 * (1.0 - b2);
+            // kept only where next step's β m and β v will be normal
+            *m = if mk.abs() < m_keep { 0.0 } else { mk };
+            *v = if vk < v_keep { 0.0 } else { vk };
+            let ms = if m.abs() < m_step { 0.0 } else { *m };
+            *p -= ms * step / (v.sqrt() + eps);
         }
     }};
 }
