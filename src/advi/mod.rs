@@ -449,7 +449,7 @@ impl<F: Family> Advi<F> {
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             // the start passed check_start: a point to return to
-            recovery: Recovery::new(start, self.max_consecutive_nonfinite),
+            recovery: Recovery::new(start, self.max_consecutive_nonfinite)?,
             lr_scale: 1.0,
             elapsed: Duration::ZERO,
         })

@@ -73,8 +73,9 @@ pub struct Recovery {
     consecutive: usize,
     /// Steps taken since the last skip or snapshot.
     taken_in_a_row: usize,
-    /// The parameters at the start, then after each run of `snapshot_every` clean steps.
-    last_good: Vec<Tensor>,
+    /// The parameters at the start, then after each run of `snapshot_every` clean steps: buffers
+    /// of their own, written in place (a snapshot allocates nothing).
+    last_good: Vec<Var>,
     halvings: usize,
     /// Whether a step was taken since the start or the last restore.
     moved: bool,
@@ -93,22 +94,24 @@ pub enum Recovered {
 impl Recovery {
     /// The bookkeeping for parameters that start at `start` (copies, not aliases of the
     /// variables); a snapshot every 10 clean steps.
-    pub fn new(start: Vec<Tensor>, max_consecutive: usize) -> Self {
-        Recovery {
+    pub fn new(start: Vec<Tensor>, max_consecutive: usize) -> Result<Self> {
+        let own = |t: Tensor| if t.is_variable() { Var::from_tensor(&t.copy()?) } else { Var::from_tensor(&t) };
+        let last_good = start.into_iter().map(own).collect::<candle_core::Result<_>>()?;
+        Ok(Recovery {
             max_consecutive,
             snapshot_every: SNAPSHOT_EVERY,
             skipped: 0,
             consecutive: 0,
             taken_in_a_row: 0,
-            last_good: start,
+            last_good,
             halvings: 0,
             moved: false,
-        }
+        })
     }
 
     /// The bookkeeping for `vars` at their current values (copied now).
     pub fn for_vars(vars: &[Var], max_consecutive: usize) -> Result<Self> {
-        Ok(Self::new(copies(vars)?, max_consecutive))
+        Self::new(copies(vars)?, max_consecutive)
     }
 
     /// A snapshot after every `n` clean steps in a row (at least 1) instead of 10.
@@ -123,7 +126,9 @@ impl Recovery {
         self.moved = true;
         self.taken_in_a_row += 1;
         if self.taken_in_a_row >= self.snapshot_every {
-            self.last_good = copies(vars)?;
+            for (buffer, var) in self.last_good.iter().zip(vars) {
+                buffer.set(var.borrow().as_tensor())?;
+            }
             self.taken_in_a_row = 0;
         }
         Ok(())
@@ -149,7 +154,7 @@ impl Recovery {
         // not moved since the start or the last restore (nothing to undo).
         if self.halvings < MAX_HALVINGS && self.moved {
             for (var, value) in vars.into_iter().zip(&self.last_good) {
-                var.borrow().set(value)?;
+                var.borrow().set(value.as_tensor())?;
             }
             optimizer.reset()?;
             self.halvings += 1;
