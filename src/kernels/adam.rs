@@ -100,15 +100,15 @@ struct Kernel<'a> {
 /// smallest normal float): every multiply that forms one takes a microcode assist.
 /// - m and v are flushed to 0 where the next step's β₁ m or β₂ v would be below the smallest
 ///   normal: once a weight's gradient is (nearly) always 0, as for the pixels that are black in
-///   every image, its m decays by β₁ per step into that range (benches/README.md, "The VAE's
-///   Adam in elbo::optim").
+///   every image, its m decays by β₁ per step into that range.
 /// - g is taken as 0 where g (1 − β₁) would be subnormal, g² where g² (1 − β₂) would be: the
 ///   decoder's gradient for a nearly black pixel is ≈ e^l / B with its logit l falling far below
 ///   zero in the second epoch.
 /// - m is taken as 0 in the step where η̂ m would be subnormal (|m| < smallest normal / η̂).
 ///
 /// A gradient that small moves no weight (the step is η̂ m / (√v + ε̂) with ε̂ ≈ 1e-8), so nothing
-/// is lost.
+/// is lost. Why (benches/README.md, "VAE per-epoch time, third pass") and this form's cost
+/// ("The VAE's Adam in elbo::optim").
 macro_rules! adam_loop {
     ($t:ty, $p:expr, $g:expr, $m:expr, $v:expr, $k:expr) => {{
         let k: Step = $k;
