@@ -1,6 +1,6 @@
 //! One training step of the classic VAE (784–400–20, Bernoulli decoder, batch 128, f32, Adam) on
-//! synthetic grey levels, its evaluation forward pass, and one snapshot of its weights: the unit of `cargo run --example vae`'s
-//! seconds per epoch (469 steps).
+//! synthetic grey levels (the unit of `cargo run --example vae`'s seconds per epoch, 469 steps),
+//! its evaluation forward pass, and one snapshot of its weights.
 //!
 //! Threads: as the example, RAYON_NUM_THREADS (matrix products; default here 2) and
 //! CANDLE_NUM_THREADS=1 (element-wise ops), set before candle's first operation.
