@@ -230,8 +230,10 @@ pub fn run(args: Args) -> Result<Report, AppError> {
             let x = data.train.index_select(&order.narrow(0, from, b)?, 0)?;
             beta = warmup.beta(epoch, step, steps_per_epoch);
             let stats = trainer.step(&x, beta)?;
-            elbo_sum += stats.elbo * b as f64;
-            seen += b;
+            if stats.taken {
+                elbo_sum += stats.elbo * b as f64;
+                seen += b;
+            }
             if let Some(bar) = &bar {
                 if step % BAR_EVERY == 0 || step + 1 == steps_per_epoch {
                     let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);

@@ -13,7 +13,6 @@
 //!   [`VaeTrainer`]; [`idx`] reads the MNIST-format image files it is usually fed.
 #![deny(missing_docs)]
 
-mod adam;
 mod captured;
 mod data;
 pub mod dense;

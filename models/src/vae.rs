@@ -11,26 +11,31 @@
 //! init: W, b ~ U(−1/√fan_in, 1/√fan_in) from the seed (the default of PyTorch's nn.Linear)
 //! ```
 //!
-//! [`VaeTrainer`] runs Adam steps on minibatches with a KL weight β; [`Vae::evaluate`] gives the
+//! [`VaeTrainer`] runs Adam steps (`elbo::optim`) on minibatches with a KL weight β, skipping
+//! non-finite steps as `elbo::Advi` does; [`Vae::evaluate`] gives the
 //! ELBO, the KL per latent dimension and the active units on a data set; [`Vae::iw_log_likelihood`]
 //! the importance-weighted estimate of log p(x).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::VarMap;
+use elbo::advi::{Recovered, Recovery};
 use elbo::amortized::{
     active_units, bernoulli_logit_log_likelihood, elbo_terms, iw_log_likelihood, latent_activity, AmortizedGaussian,
     Decoder, DiagGaussian, ElboTerms, KlForm,
 };
 use elbo::noise::{Noise, Stream};
-use elbo::optim::{Optimizer, OptimizerState};
+use elbo::observe::{FinishInfo, Observer, StartInfo, StepInfo};
+use elbo::optim::{first_nonfinite, Optimizer, OptimizerState, Storage};
 use elbo::special::HALF_LN_2PI;
+use elbo::LrSchedule;
+use elbo::StopReason;
 use elbo::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use crate::adam::FusedAdam;
 use crate::captured;
 use crate::dense::{Activation, Dense};
 
@@ -411,6 +416,8 @@ pub struct StepStats {
     pub elbo: f64,
     /// The KL per datum of the batch.
     pub kl: f64,
+    /// Whether the weights moved: false when the batch ELBO or its gradient was not finite.
+    pub taken: bool,
 }
 
 /// W, b ~ U(−1/√fan_in, 1/√fan_in), PyTorch's default for `nn.Linear`, from `rng`.
@@ -427,46 +434,68 @@ fn uniform_var(
     Ok(Var::from_tensor(&Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)?)
 }
 
-/// The optimiser: fused on the CPU, tensor ops elsewhere.
-enum Adam {
-    Fused(FusedAdam),
-    Tensors(OptimizerState),
-}
+/// Clean steps in a row between two snapshots of the weights (the point a run of non-finite
+/// steps goes back to): a snapshot copies every weight, and this period keeps that within the
+/// noise of a step's time (benches/README.md, "The VAE's Adam in elbo::optim").
+const SNAPSHOT_EVERY: usize = 10;
 
-impl std::fmt::Debug for Adam {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Adam::Fused(_) => "Adam (fused, CPU)",
-            Adam::Tensors(_) => "Adam (tensor ops)",
-        })
-    }
-}
+/// Skipped steps in a row before the trainer restores and halves (Advi's default).
+const MAX_CONSECUTIVE_NONFINITE: usize = 20;
 
 /// Trains a [`Vae`] with Adam on minibatches: one draw of ε per datum, the ELBO with analytic KL
 /// (or the entropy form), the KL weighted by β.
+///
+/// ```text
+/// η_t = schedule(η, t, T) · 2^(−restores);   W ← Adam(W, ∇_W(−ELBO_β), η_t)
+/// a step whose batch ELBO or gradient is not finite is skipped (W untouched); after K skips in a
+/// row: W ← the last snapshot, fresh moments, η halved (at most 3 times), else Error::NonFinite
+/// ```
+///
+/// The optimiser is `elbo::optim::OptimizerState` with Adam, its moments in the weights' dtype
+/// updated in place on the CPU ([`Storage::InPlace`]) and as tensors elsewhere; the recovery is
+/// Advi's ([`elbo::advi::Recovery`]). Observers ([`VaeTrainer::step_with`]) see every step.
 #[derive(Debug)]
 pub struct VaeTrainer {
     vae: Vae,
-    opt: Adam,
+    names: Vec<String>,
+    vars: Vec<Var>,
+    opt: OptimizerState,
+    recovery: Recovery,
     noise: Noise,
     lr: f64,
+    /// Halved by each restore.
+    lr_scale: f64,
+    schedule: LrSchedule,
+    /// The run's planned number of steps (for the schedule and the observers).
+    total_steps: Option<usize>,
     form: KlForm,
-    steps: usize,
+    /// Steps run, taken or skipped.
+    iteration: usize,
+    elapsed: Duration,
 }
 
 impl VaeTrainer {
     /// Adam with learning rate `lr` on every weight of `vae`; ε from `seed`'s optimisation stream.
     pub fn new(vae: Vae, lr: f64, seed: u64) -> Result<Self> {
-        let opt = match vae.device() {
-            Device::Cpu => {
-                if !(lr > 0.0 && lr.is_finite()) {
-                    return Err(Error::config("lr", lr, "the learning rate must be positive and finite"));
-                }
-                Adam::Fused(FusedAdam::new(vae.vars())?)
-            }
-            _ => Adam::Tensors(OptimizerState::new(Optimizer::adam(lr), vae.vars())?),
-        };
-        Ok(VaeTrainer { vae, opt, noise: Noise::new(seed, Stream::Optimise), lr, form: KlForm::Analytic, steps: 0 })
+        let (names, vars): (Vec<String>, Vec<Var>) = vae.named_vars().into_iter().unzip();
+        let storage = if vae.device().is_cpu() { Storage::InPlace } else { Storage::Tensors };
+        let opt = OptimizerState::with_storage(Optimizer::adam(lr), vars.clone(), storage)?;
+        let recovery = Recovery::for_vars(&vars, MAX_CONSECUTIVE_NONFINITE)?.snapshot_every(SNAPSHOT_EVERY);
+        Ok(VaeTrainer {
+            vae,
+            names,
+            vars,
+            opt,
+            recovery,
+            noise: Noise::new(seed, Stream::Optimise),
+            lr,
+            lr_scale: 1.0,
+            schedule: LrSchedule::Constant,
+            total_steps: None,
+            form: KlForm::Analytic,
+            iteration: 0,
+            elapsed: Duration::ZERO,
+        })
     }
 
     /// Use this form of the KL term (default: analytic).
@@ -475,14 +504,83 @@ impl VaeTrainer {
         self
     }
 
-    /// One Adam step on −ELBO_β of the batch `x` `[B, P]`. A non-finite loss is an error and the
-    /// weights are left as they were.
-    pub fn step(&mut self, x: &Tensor, beta: f64) -> Result<StepStats> {
-        let device = x.device().clone();
-        elbo::runtime::in_matmul_pool(&device, || self.step_here(x, beta))
+    /// The step size over a run of `total_steps` steps (default: constant); observers see
+    /// `total_steps` as the run's length.
+    pub fn lr_schedule(mut self, schedule: LrSchedule, total_steps: usize) -> Result<Self> {
+        if let LrSchedule::Exponential { final_lr } = schedule {
+            if !(final_lr > 0.0 && final_lr.is_finite()) {
+                return Err(Error::config("final_lr", final_lr, "must be positive and finite"));
+            }
+        }
+        if total_steps == 0 {
+            return Err(Error::config("total_steps", 0, "a schedule needs at least one step"));
+        }
+        self.schedule = schedule;
+        self.total_steps = Some(total_steps);
+        Ok(self)
     }
 
-    fn step_here(&mut self, x: &Tensor, beta: f64) -> Result<StepStats> {
+    /// Skipped steps in a row (a non-finite batch ELBO or gradient) before the weights go back to
+    /// the last snapshot at half the step size (default 20, as `elbo::Advi`).
+    pub fn max_consecutive_nonfinite(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(Error::config("max_consecutive_nonfinite", 0, "must be at least 1"));
+        }
+        self.recovery = Recovery::for_vars(&self.vars, n)?.snapshot_every(SNAPSHOT_EVERY);
+        Ok(self)
+    }
+
+    /// One Adam step on −ELBO_β of the batch `x` `[B, P]`. A step whose batch ELBO or gradient
+    /// is not finite is skipped, the weights left as they were (`StepStats::taken` is false);
+    /// a run of them restores and halves, or is an [`Error::NonFinite`] naming the step.
+    pub fn step(&mut self, x: &Tensor, beta: f64) -> Result<StepStats> {
+        self.step_with(x, beta, &mut [])
+    }
+
+    /// [`VaeTrainer::step`], and then each observer sees it (a skipped step's ELBO as NaN).
+    pub fn step_with(&mut self, x: &Tensor, beta: f64, observers: &mut [&mut dyn Observer]) -> Result<StepStats> {
+        let device = x.device().clone();
+        let lr = self.lr();
+        let start = Instant::now();
+        let outcome = elbo::runtime::in_matmul_pool(&device, || self.step_here(x, beta, lr));
+        self.elapsed += start.elapsed();
+        self.iteration += 1;
+        let stats = outcome?;
+        if !observers.is_empty() {
+            let info = StepInfo {
+                iteration: self.iteration,
+                steps: self.total_steps.unwrap_or(usize::MAX),
+                elbo: if stats.taken { stats.elbo } else { f64::NAN },
+                lr,
+                elapsed: self.elapsed,
+            };
+            for observer in observers.iter_mut() {
+                observer.on_step(&info)?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Tells the observers that a run starts: the steps planned (from
+    /// [`VaeTrainer::lr_schedule`], else unknown), the steps so far and the latent dimension.
+    pub fn start(&self, observers: &mut [&mut dyn Observer]) -> Result<()> {
+        let info = StartInfo {
+            steps: self.total_steps.unwrap_or(usize::MAX),
+            iteration: self.iteration,
+            family: "amortised Gaussian",
+            dim: self.vae.config.latent_dim,
+        };
+        observers.iter_mut().try_for_each(|o| o.on_start(&info))
+    }
+
+    /// Tells the observers that the run is over (the caller ran the steps it planned, so the
+    /// reason is [`StopReason::MaxSteps`]).
+    pub fn finish(&self, observers: &mut [&mut dyn Observer]) -> Result<()> {
+        let info = FinishInfo { iterations: self.iteration, stop_reason: StopReason::MaxSteps };
+        observers.iter_mut().try_for_each(|o| o.on_finish(&info))
+    }
+
+    fn step_here(&mut self, x: &Tensor, beta: f64, lr: f64) -> Result<StepStats> {
         let d = self.vae.config.latent_dim;
         let b = x.dims().first().copied().unwrap_or(0);
         let eps = self.noise.standard_normal(b, d, self.vae.config.dtype, x.device())?;
@@ -490,27 +588,59 @@ impl VaeTrainer {
         let loss = terms.loss(beta)?;
         let elbo = terms.elbo()?.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
         let kl = terms.kl.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
-        if !elbo.is_finite() {
-            return Err(Error::NonFinite {
-                iteration: self.steps,
-                consecutive: 1,
-                detail: format!("the batch ELBO is {elbo} (KL {kl}); lower the learning rate"),
-            });
-        }
-        match &mut self.opt {
-            Adam::Fused(adam) => {
+        let skip = if elbo.is_finite() {
+            let grads: Vec<Option<Tensor>> = if self.opt.storage() == Storage::InPlace {
                 let grads = captured::backward(&loss)?;
-                adam.step(|t| grads.get(t), self.lr)?
+                self.vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect()
+            } else {
+                let grads = loss.backward()?;
+                self.vars.iter().map(|v| grads.get(v.as_tensor()).map(Tensor::detach)).collect()
+            };
+            match first_nonfinite(&grads)? {
+                Some((i, bad)) => {
+                    Some(format!("the gradient of `{}` is not finite at flat indices {bad:?}", self.names[i]))
+                }
+                None => {
+                    self.opt.step_tensors(grads, lr)?;
+                    None
+                }
             }
-            Adam::Tensors(adam) => adam.step(&loss.backward()?, self.lr)?,
+        } else {
+            Some(format!("the batch ELBO is {elbo} (KL {kl})"))
+        };
+        match skip {
+            None => {
+                self.recovery.taken(&self.vars)?;
+                Ok(StepStats { elbo, kl, taken: true })
+            }
+            Some(detail) => {
+                let detail = format!("{detail}; lower the learning rate");
+                if self.recovery.skipped(&self.vars, &mut self.opt, self.iteration, &detail)? == Recovered::Restored {
+                    self.lr_scale *= 0.5;
+                }
+                Ok(StepStats { elbo, kl, taken: false })
+            }
         }
-        self.steps += 1;
-        Ok(StepStats { elbo, kl })
     }
 
-    /// Steps taken.
+    /// The step size of the next step: the schedule's η_t times the restores' halvings.
+    pub fn lr(&self) -> f64 {
+        self.schedule.lr_at(self.lr, self.iteration, self.total_steps.unwrap_or(usize::MAX)) * self.lr_scale
+    }
+
+    /// Steps run so far, taken or skipped.
     pub fn steps(&self) -> usize {
-        self.steps
+        self.iteration
+    }
+
+    /// Steps skipped so far because the batch ELBO or the gradient was not finite.
+    pub fn skipped(&self) -> usize {
+        self.recovery.skipped_steps()
+    }
+
+    /// How many times a run of skipped steps restored the weights and halved the step size.
+    pub fn halvings(&self) -> usize {
+        self.recovery.halvings()
     }
 
     /// The VAE being trained.
@@ -518,7 +648,8 @@ impl VaeTrainer {
         &self.vae
     }
 
-    /// The VAE, to load weights into (Adam's moments are kept).
+    /// The VAE, to load weights into (Adam's moments are kept; the point a run of non-finite
+    /// steps goes back to is the next snapshot).
     pub fn vae_mut(&mut self) -> &mut Vae {
         &mut self.vae
     }

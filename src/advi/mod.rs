@@ -26,6 +26,7 @@ mod step;
 
 pub use crate::report::LrSearchReport;
 pub use lr_search::LrSearch;
+pub use recovery::{Recovered, Recovery, MAX_HALVINGS};
 pub use state::{Step, SviState};
 
 use std::sync::Arc;
@@ -460,13 +461,9 @@ impl<F: Family> Advi<F> {
             stopped: None,
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
-            skipped: 0,
-            consecutive_skipped: 0,
-            taken_in_a_row: 0,
-            last_good: start, // the start passed check_start: a point to return to
+            // the start passed check_start: a point to return to
+            recovery: Recovery::new(start, self.max_consecutive_nonfinite)?,
             lr_scale: 1.0,
-            halvings: 0,
-            moved: false,
             elapsed: Duration::ZERO,
         })
     }
@@ -543,7 +540,7 @@ impl<F: Family> Advi<F> {
             if !all_finite(var.as_tensor())? {
                 return Err(Error::NonFinite {
                     iteration: state.iteration,
-                    consecutive: state.consecutive_skipped,
+                    consecutive: state.recovery.consecutive(),
                     detail: format!("the parameter `{name}` of q is not finite after the last step"),
                 });
             }
@@ -551,8 +548,8 @@ impl<F: Family> Advi<F> {
         let stochastic = Stochastic {
             objective: self.objective.name(),
             optimizer: format!("{} (lr {})", state.optimizer.rule_name(), self.optimizer.lr()),
-            skipped: state.skipped,
-            halvings: state.halvings,
+            skipped: state.recovery.skipped_steps(),
+            halvings: state.recovery.halvings(),
             averaged,
             rule_halvings,
             final_lr: self.lr_at(&state),

@@ -1,18 +1,23 @@
-//! Non-finite values: the check of the model at the start, the skip-restore-halve recovery's
-//! constants and snapshots, and the messages that say which draw or coordinate was not finite.
+//! Non-finite values: the check of the model at the start, the skip-restore-halve recovery
+//! ([`Recovery`], which any training loop over candle `Var`s can use: Advi's and the VAE
+//! trainer's), and the messages that say which draw or coordinate was not finite.
 //!
 //! ```text
 //! a step whose ELBO estimate or gradient is not finite is skipped;
 //! after K skipped steps in a row: λ ← the last good λ, fresh moments, η ← η/2 (at most 3 times), else fail
+//! the last good λ: the start, then λ after every P clean steps in a row (P = 10 unless set)
 //! ```
 
-use candle_core::{DType, Tensor};
+use std::borrow::Borrow;
+
+use candle_core::{DType, Tensor, Var};
 
 use crate::family::VariationalFamily;
 use crate::linalg::to_f64_vec;
 use crate::model::{latents_of, LogJoint};
 use crate::noise::{Noise, Stream};
 use crate::objective::evaluate;
+use crate::optim::OptimizerState;
 use crate::summary::Draws;
 use crate::{Error, Result};
 
@@ -42,11 +47,142 @@ pub(super) fn validate_model<Q: VariationalFamily, M: LogJoint + ?Sized>(
 pub(super) const SNAPSHOT_EVERY: usize = 10;
 
 /// How many times a run of non-finite steps may be answered by restoring and halving.
-pub(super) const MAX_HALVINGS: usize = 3;
+pub const MAX_HALVINGS: usize = 3;
 
 /// Copies (not aliases: `Var::set` writes in place) of q's parameters.
 pub(super) fn snapshot<Q: VariationalFamily>(q: &Q) -> Result<Vec<Tensor>> {
-    q.params().iter().map(|(_, v)| Ok(v.as_tensor().copy()?)).collect()
+    copies(q.params().into_iter().map(|(_, v)| v))
+}
+
+fn copies(vars: impl IntoIterator<Item = impl Borrow<Var>>) -> Result<Vec<Tensor>> {
+    vars.into_iter().map(|v| Ok(v.borrow().as_tensor().copy()?)).collect()
+}
+
+/// The skip-restore-halve bookkeeping of a training loop: the caller skips a step whose loss or
+/// gradient is not finite (leaving the parameters alone) and says so with [`Recovery::skipped`];
+/// a step it takes it reports with [`Recovery::taken`]. After `max_consecutive` skips in a row
+/// the parameters go back to the last snapshot, the optimiser's memory is reset and the caller
+/// is told to halve its step size, at most [`MAX_HALVINGS`] times; the next such run (or one
+/// before any step was taken since the start or the last restore: nothing to undo) is an
+/// [`Error::NonFinite`].
+#[derive(Debug)]
+pub struct Recovery {
+    max_consecutive: usize,
+    snapshot_every: usize,
+    skipped: usize,
+    consecutive: usize,
+    /// Steps taken since the last skip or snapshot.
+    taken_in_a_row: usize,
+    /// The parameters at the start, then after each run of `snapshot_every` clean steps: buffers
+    /// of their own, written in place (a snapshot allocates nothing).
+    last_good: Vec<Var>,
+    halvings: usize,
+    /// Whether a step was taken since the start or the last restore.
+    moved: bool,
+}
+
+/// What the caller does after a skipped step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// Nothing: go on.
+    Continue,
+    /// The parameters were restored and the optimiser reset: halve the step size (and restart
+    /// whatever learnt from the steps since the snapshot).
+    Restored,
+}
+
+impl Recovery {
+    /// The bookkeeping for parameters that start at `start` (copies, not aliases of the
+    /// variables); a snapshot every 10 clean steps.
+    pub fn new(start: Vec<Tensor>, max_consecutive: usize) -> Result<Self> {
+        let own = |t: Tensor| if t.is_variable() { Var::from_tensor(&t.copy()?) } else { Var::from_tensor(&t) };
+        let last_good = start.into_iter().map(own).collect::<candle_core::Result<_>>()?;
+        Ok(Recovery {
+            max_consecutive,
+            snapshot_every: SNAPSHOT_EVERY,
+            skipped: 0,
+            consecutive: 0,
+            taken_in_a_row: 0,
+            last_good,
+            halvings: 0,
+            moved: false,
+        })
+    }
+
+    /// The bookkeeping for `vars` at their current values (copied now).
+    pub fn for_vars(vars: &[Var], max_consecutive: usize) -> Result<Self> {
+        Self::new(copies(vars)?, max_consecutive)
+    }
+
+    /// A snapshot after every `n` clean steps in a row (at least 1) instead of 10.
+    pub fn snapshot_every(mut self, n: usize) -> Self {
+        self.snapshot_every = n.max(1);
+        self
+    }
+
+    /// A step was taken: `vars` (in the order of the start) moved.
+    pub fn taken(&mut self, vars: impl IntoIterator<Item = impl Borrow<Var>>) -> Result<()> {
+        self.consecutive = 0;
+        self.moved = true;
+        self.taken_in_a_row += 1;
+        if self.taken_in_a_row >= self.snapshot_every {
+            for (buffer, var) in self.last_good.iter().zip(vars) {
+                buffer.set(var.borrow().as_tensor())?;
+            }
+            self.taken_in_a_row = 0;
+        }
+        Ok(())
+    }
+
+    /// Step `iteration` (from 0) was skipped because of `detail`. At the limit of skips in a
+    /// row: restores `vars`, resets `optimizer` and returns [`Recovered::Restored`], or fails.
+    pub fn skipped(
+        &mut self,
+        vars: impl IntoIterator<Item = impl Borrow<Var>>,
+        optimizer: &mut OptimizerState,
+        iteration: usize,
+        detail: &str,
+    ) -> Result<Recovered> {
+        self.skipped += 1;
+        self.consecutive += 1;
+        self.taken_in_a_row = 0;
+        if self.consecutive < self.max_consecutive {
+            return Ok(Recovered::Continue);
+        }
+        // Back to the last parameters after a clean stretch, at half the step size, with fresh
+        // optimiser moments; fail once that has not helped, or at once if the parameters have
+        // not moved since the start or the last restore (nothing to undo).
+        if self.halvings < MAX_HALVINGS && self.moved {
+            for (var, value) in vars.into_iter().zip(&self.last_good) {
+                var.borrow().set(value.as_tensor())?;
+            }
+            optimizer.reset()?;
+            self.halvings += 1;
+            self.consecutive = 0;
+            self.moved = false;
+            return Ok(Recovered::Restored);
+        }
+        let halved = match self.halvings {
+            0 => String::new(),
+            h => format!(" (after restoring the last good parameters and halving the step size {h} times)"),
+        };
+        Err(Error::NonFinite { iteration, consecutive: self.consecutive, detail: format!("{detail}{halved}") })
+    }
+
+    /// Steps skipped so far.
+    pub fn skipped_steps(&self) -> usize {
+        self.skipped
+    }
+
+    /// Steps skipped in a row up to now.
+    pub fn consecutive(&self) -> usize {
+        self.consecutive
+    }
+
+    /// Restores so far (each halved the step size).
+    pub fn halvings(&self) -> usize {
+        self.halvings
+    }
 }
 
 /// How many draws of the initial q [`check_start`] tries besides q's mean.

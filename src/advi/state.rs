@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use candle_core::Tensor;
+use super::recovery::Recovery;
 
 use crate::average::Averager;
 use crate::noise::Noise;
@@ -43,17 +43,10 @@ pub struct SviState<Q> {
     pub(super) stopped: Option<StopReason>,
     pub(super) iteration: usize,
     pub(super) trace: Vec<f64>,
-    pub(super) skipped: usize,
-    pub(super) consecutive_skipped: usize,
-    /// Steps taken since the last skip or snapshot.
-    pub(super) taken_in_a_row: usize,
-    /// q's parameters at the start, then after each run of `SNAPSHOT_EVERY` clean steps.
-    pub(super) last_good: Vec<Tensor>,
+    /// The skip-restore-halve bookkeeping of non-finite steps.
+    pub(super) recovery: Recovery,
     /// The factor on the step size (halved after each recovery from non-finite steps).
     pub(super) lr_scale: f64,
-    pub(super) halvings: usize,
-    /// Whether a step was taken since the start or the last restore.
-    pub(super) moved: bool,
     pub(super) elapsed: Duration,
 }
 
@@ -76,6 +69,6 @@ impl<Q> SviState<Q> {
 
     /// Steps skipped so far because of non-finite values.
     pub fn skipped(&self) -> usize {
-        self.skipped
+        self.recovery.skipped_steps()
     }
 }

@@ -18,9 +18,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::recovery::{
-    describe_nonfinite_gradient, describe_nonfinite_log_joint, scalar, snapshot, MAX_HALVINGS, SNAPSHOT_EVERY,
-};
+use super::recovery::{describe_nonfinite_gradient, describe_nonfinite_log_joint, scalar, Recovered};
 use super::{Advi, Step, SviState};
 use crate::family::{Family, FamilyGradient, HostGaussian, VariationalFamily};
 use crate::linalg::to_f64_vec;
@@ -45,13 +43,7 @@ impl<F: Family> Advi<F> {
         match &step {
             Step::Taken { elbo } => {
                 state.trace.push(*elbo);
-                state.consecutive_skipped = 0;
-                state.moved = true;
-                state.taken_in_a_row += 1;
-                if state.taken_in_a_row >= SNAPSHOT_EVERY {
-                    state.last_good = snapshot(&state.q)?;
-                    state.taken_in_a_row = 0;
-                }
+                state.recovery.taken(state.q.params().into_iter().map(|(_, v)| v))?;
                 if let Some(averager) = &mut state.averager {
                     let params =
                         state.q.params().iter().map(|(_, v)| to_f64_vec(v.as_tensor())).collect::<Result<Vec<_>>>()?;
@@ -60,42 +52,17 @@ impl<F: Family> Advi<F> {
             }
             Step::Skipped { detail } => {
                 state.trace.push(f64::NAN);
-                state.skipped += 1;
-                state.consecutive_skipped += 1;
-                state.taken_in_a_row = 0;
-                if state.consecutive_skipped >= self.max_consecutive_nonfinite {
-                    // Back to the last parameters after a clean stretch, at half the step size,
-                    // with fresh optimiser moments; fail once that has not helped, or at once if
-                    // q has not moved since the start or the last restore (nothing to undo).
-                    if state.halvings < MAX_HALVINGS && state.moved {
-                        for ((_, var), value) in state.q.params().iter().zip(&state.last_good) {
-                            var.set(value)?;
-                        }
-                        state.optimizer.reset()?;
-                        state.lr_scale *= 0.5;
-                        state.halvings += 1;
-                        state.consecutive_skipped = 0;
-                        state.moved = false;
-                        if let Some(averager) = &mut state.averager {
-                            averager.restart(state.iteration);
-                        }
-                        match &mut state.stop {
-                            StopState::Stationary(rule) => rule.restart(state.iteration),
-                            StopState::Rule(rule) => rule.restart(state.iteration),
-                            StopState::MaxSteps => {}
-                        }
-                    } else {
-                        let halved = match state.halvings {
-                            0 => String::new(),
-                            h => format!(
-                                " (after restoring the last good parameters and halving the step size {h} times)"
-                            ),
-                        };
-                        return Err(Error::NonFinite {
-                            iteration: state.iteration - 1,
-                            consecutive: state.consecutive_skipped,
-                            detail: format!("{detail}{halved}"),
-                        });
+                let vars = state.q.params().into_iter().map(|(_, v)| v);
+                let iteration = state.iteration - 1;
+                if state.recovery.skipped(vars, &mut state.optimizer, iteration, detail)? == Recovered::Restored {
+                    state.lr_scale *= 0.5;
+                    if let Some(averager) = &mut state.averager {
+                        averager.restart(state.iteration);
+                    }
+                    match &mut state.stop {
+                        StopState::Stationary(rule) => rule.restart(state.iteration),
+                        StopState::Rule(rule) => rule.restart(state.iteration),
+                        StopState::MaxSteps => {}
                     }
                 }
             }

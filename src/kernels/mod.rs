@@ -9,11 +9,13 @@
 //! - [`simd`]: e^x, ln(1 + t) and ln t as polynomials, in f64 (scalar, AVX2, AVX-512) and f32;
 //! - [`kept_gradient`]: the gradient a forward pass keeps for the backward pass;
 //! - [`per_draw`]: one op for a log density that a closure computes draw by draw;
-//! - [`glm`], [`mixture`], [`bernoulli`]: the GLM, Gaussian-mixture and Bernoulli-logit passes.
+//! - [`glm`], [`mixture`], [`bernoulli`]: the GLM, Gaussian-mixture and Bernoulli-logit passes;
+//! - [`adam`]: Adam's update in place on CPU parameters (`crate::optim::Storage::InPlace`).
 //!
 //! Nothing here depends on the rest of the crate: the public APIs (`crate::likelihood`,
 //! `crate::amortized`) build on these, never the other way round.
 
+pub(crate) mod adam;
 pub(crate) mod bernoulli;
 pub(crate) mod glm;
 pub(crate) mod kept_gradient;

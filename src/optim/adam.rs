@@ -1,4 +1,6 @@
-//! Adam (Kingma & Ba 2015) without weight decay, its moments on the host in f64 or as tensors.
+//! Adam (Kingma & Ba 2015) without weight decay, its moments in one of three storages
+//! ([`super::Storage`]): host vectors of f64, tensors beside the parameters, or vectors in the
+//! parameters' dtype updated in place on the CPU (`crate::kernels::adam`).
 //!
 //! ```text
 //! m_t = β₁ m + (1 − β₁) g_t,   v_t = β₂ v + (1 − β₂) g_t²
@@ -7,13 +9,22 @@
 //! ```
 //!
 //! candle-nn's `AdamW` decays weights by 0.01 by default, which pulls μ and log σ to zero and biases
-//! VI; this Adam has no weight decay. Host moments that fall below f64's normal range are flushed
-//! to zero (subnormal arithmetic is slow).
+//! VI; this Adam has no weight decay.
+//!
+//! Subnormals, one policy: no moment is kept below the normal range of its dtype (it is flushed
+//! to zero: subnormal arithmetic is slow and such a moment moves nothing), and no term that
+//! would fall there is formed. The host path (f64) and the in-place path compute each element
+//! with the same formula in the same order; the in-place path, whose f32 reaches the subnormal
+//! range in practice (a network's always-zero gradients, see `crate::kernels::adam`), also takes
+//! the terms g (1 − β₁), g² (1 − β₂) and η̂ m as zero where they would be subnormal. On the host
+//! those terms are subnormal only for gradients below 1e-154, and guarding them there is left
+//! out so that seeded fits keep their bits. Tensor storage leaves subnormals to the device.
 
 use candle_core::{Tensor, Var};
 
 use super::gradient::HostVec;
-use super::UpdateRule;
+use super::{Storage, UpdateRule};
+use crate::kernels::adam as in_place;
 use crate::{Error, Result};
 
 /// Adam's settings and its moments.
@@ -38,6 +49,8 @@ enum Moments {
         m: Vec<Tensor>,
         v: Vec<Tensor>,
     },
+    /// In the parameters' dtype, for the in-place CPU update.
+    InPlace(Vec<in_place::Moments>),
 }
 
 impl Adam {
@@ -63,13 +76,28 @@ impl UpdateRule for Adam {
         "Adam".into()
     }
 
-    fn start(&mut self, vars: &[Var], on_host: bool) -> Result<()> {
-        self.moments = if on_host {
-            let zeros = || vars.iter().map(|v| vec![0.0; v.elem_count()]).collect();
-            Moments::Host { m: zeros(), v: zeros() }
-        } else {
-            let zeros = || vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
-            Moments::Tensors { m: zeros()?, v: zeros()? }
+    fn start(&mut self, vars: &[Var], storage: Storage) -> Result<()> {
+        self.moments = match storage {
+            Storage::Host => {
+                let zeros = || vars.iter().map(|v| vec![0.0; v.elem_count()]).collect();
+                Moments::Host { m: zeros(), v: zeros() }
+            }
+            Storage::Tensors => {
+                let zeros = || vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+                Moments::Tensors { m: zeros()?, v: zeros()? }
+            }
+            Storage::InPlace => Moments::InPlace(
+                vars.iter()
+                    .map(|v| match in_place::Moments::zeros(v.dtype(), v.elem_count()) {
+                        Some(m) if v.device().is_cpu() => Ok(m),
+                        _ => Err(Error::config(
+                            "storage",
+                            format!("InPlace for a {:?} parameter on {:?}", v.dtype(), v.device().location()),
+                            "in-place Adam needs F32 or F64 parameters on the CPU",
+                        )),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
         };
         Ok(())
     }
@@ -137,9 +165,22 @@ impl UpdateRule for Adam {
         Ok(())
     }
 
+    fn step_in_place(&mut self, t: i32, vars: &[Var], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        let (beta1, beta2) = (self.beta1, self.beta2);
+        let (step_size, eps_hat) = self.factors(lr, t);
+        let Moments::InPlace(ms) = &mut self.moments else { return Err(Self::unstarted()) };
+        let step = in_place::Step { beta1, beta2, step_size, eps_hat };
+        for ((var, m), g) in vars.iter().zip(ms).zip(grads) {
+            let Some(g) = g else { continue };
+            in_place::update(var.as_tensor(), g, m, step)?;
+        }
+        Ok(())
+    }
+
     fn reset(&mut self) -> Result<()> {
         match &mut self.moments {
             Moments::Unstarted => {}
+            Moments::InPlace(ms) => ms.iter_mut().for_each(in_place::Moments::reset),
             Moments::Host { m, v } => m.iter_mut().chain(v.iter_mut()).for_each(|m| m.fill(0.0)),
             Moments::Tensors { m, v } => {
                 for m in m.iter_mut().chain(v.iter_mut()) {
@@ -163,7 +204,7 @@ mod tests {
         let c = Tensor::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
         let var = Var::zeros(2, DType::F64, &Device::Cpu).unwrap();
         let mut adam = Adam::new(0.9, 0.999, 1e-8);
-        adam.start(std::slice::from_ref(&var), false).unwrap();
+        adam.start(std::slice::from_ref(&var), Storage::Tensors).unwrap();
         let mut steps = 0;
         for t in 1..=2_000 {
             let lam = var.as_tensor();
@@ -191,8 +232,8 @@ mod tests {
         };
         let a = Var::zeros(3, DType::F64, &Device::Cpu).unwrap();
         let (mut tensor_adam, mut host_adam) = (Adam::new(0.9, 0.999, 1e-8), Adam::new(0.9, 0.999, 1e-8));
-        tensor_adam.start(std::slice::from_ref(&a), false).unwrap();
-        host_adam.start(std::slice::from_ref(&a), true).unwrap();
+        tensor_adam.start(std::slice::from_ref(&a), Storage::Tensors).unwrap();
+        host_adam.start(std::slice::from_ref(&a), Storage::Host).unwrap();
         let mut y = vec![vec![0.0; 3]];
         for t in 0..8_000 {
             let lam = a.as_tensor().to_vec1::<f64>().unwrap();

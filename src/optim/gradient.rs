@@ -11,6 +11,41 @@ use candle_core::{DType, Tensor, Var};
 use crate::linalg::{host_tensor, to_f64_vec};
 use crate::Result;
 
+/// The first variable (by index) whose gradient has a non-finite entry, and those entries' flat
+/// indices (at most 10); `None` for a variable the loss does not depend on. The guard of every
+/// step, for callers that step an [`super::OptimizerState`] with tensor gradients.
+pub fn first_nonfinite(gs: &[Option<Tensor>]) -> Result<Option<(usize, Vec<usize>)>> {
+    let bad = |g: &[f64]| -> Vec<usize> { (0..g.len()).filter(|&i| !g[i].is_finite()).take(10).collect() };
+    // Contiguous CPU tensors: one read of each, no allocation.
+    let scans: Option<Vec<bool>> =
+        gs.iter().map(|g| g.as_ref().map_or(Some(true), crate::kernels::adam::all_finite)).collect();
+    if let Some(scans) = scans {
+        return match scans.iter().position(|ok| !ok) {
+            Some(i) => Ok(gs[i].as_ref().map(to_f64_vec).transpose()?.map(|g| (i, bad(&g)))),
+            None => Ok(None),
+        };
+    }
+    // One host read for all gradients: Σ |g| is finite iff every entry is.
+    let present: Vec<&Tensor> = gs.iter().flatten().collect();
+    let Some(first) = present.first() else { return Ok(None) };
+    let mut total = Tensor::zeros((), DType::F64, first.device())?;
+    for g in &present {
+        total = (total + g.abs()?.sum_all()?.to_dtype(DType::F64)?)?;
+    }
+    if total.to_scalar::<f64>()?.is_finite() {
+        return Ok(None);
+    }
+    for (i, g) in gs.iter().enumerate() {
+        if let Some(g) = g {
+            let values = to_f64_vec(g)?;
+            if values.iter().any(|x| !x.is_finite()) {
+                return Ok(Some((i, bad(&values))));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// A variable's values on the host, row-major.
 pub(crate) type HostVec = Vec<f64>;
 
@@ -31,27 +66,7 @@ impl Gradient {
             Gradient::Host(gs) => {
                 Ok(gs.iter().position(|g| g.iter().any(|x| !x.is_finite())).map(|i| (i, bad(&gs[i]))))
             }
-            Gradient::Tensors(gs) => {
-                // One host read for all gradients: Σ |g| is finite iff every entry is.
-                let present: Vec<&Tensor> = gs.iter().flatten().collect();
-                let Some(first) = present.first() else { return Ok(None) };
-                let mut total = Tensor::zeros((), DType::F64, first.device())?;
-                for g in &present {
-                    total = (total + g.abs()?.sum_all()?.to_dtype(DType::F64)?)?;
-                }
-                if total.to_scalar::<f64>()?.is_finite() {
-                    return Ok(None);
-                }
-                for (i, g) in gs.iter().enumerate() {
-                    if let Some(g) = g {
-                        let values = to_f64_vec(g)?;
-                        if values.iter().any(|x| !x.is_finite()) {
-                            return Ok(Some((i, bad(&values))));
-                        }
-                    }
-                }
-                Ok(None)
-            }
+            Gradient::Tensors(gs) => first_nonfinite(gs),
         }
     }
 

@@ -11,8 +11,8 @@
 //! - [`Optimizer`]: the built-in rules and their settings, what [`crate::Advi::optimizer`] takes;
 //! - [`UpdateRule`]: the slot itself, which [`Adam`] and [`Sgd`] implement and a user's own rule
 //!   implements too ([`crate::Advi::update_rule`]);
-//! - [`OptimizerState`]: the parameters with the rule and its memory, kept on the host or as
-//!   tensors (chosen once);
+//! - [`OptimizerState`]: the parameters with the rule and its memory, kept on the host, as
+//!   tensors, or in the parameters' dtype updated in place on the CPU ([`Storage`], chosen once);
 //! - [`LrSchedule`], [`LocStep`]: the step size over the run, and the units of the location's
 //!   steps.
 //!
@@ -26,7 +26,7 @@
 //! struct SignSgd;
 //! impl UpdateRule for SignSgd {
 //!     fn name(&self) -> String { "sign-SGD".into() }
-//!     fn start(&mut self, _vars: &[candle_core::Var], _on_host: bool) -> elbo::Result<()> { Ok(()) }
+//!     fn start(&mut self, _vars: &[candle_core::Var], _storage: elbo::optim::Storage) -> elbo::Result<()> { Ok(()) }
 //!     fn step_host(
 //!         &mut self, _t: i32, values: &mut [Vec<f64>], grads: &[Vec<f64>], lr: f64, scale: Option<(usize, &[f64])>,
 //!     ) -> elbo::Result<()> {
@@ -55,6 +55,7 @@ mod sgd;
 mod state;
 
 pub use adam::Adam;
+pub use gradient::first_nonfinite;
 pub(crate) use gradient::Gradient;
 pub use schedule::{LocStep, LrSchedule};
 pub use sgd::Sgd;
@@ -64,6 +65,33 @@ use candle_core::{Tensor, Var};
 
 use crate::linalg::{host_tensor, to_f64_vec};
 use crate::{Error, Result};
+
+/// Where an optimiser's memory lives and how a step reaches the parameters; chosen once, when
+/// the [`OptimizerState`] is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Host vectors of f64: the parameters are read to the host, stepped there and written back
+    /// (the engine's choice when every parameter is on the CPU: its gradients arrive there).
+    Host,
+    /// Tensors beside the parameters, stepped by tensor ops (the choice on other devices).
+    Tensors,
+    /// Vectors in the parameters' dtype, the parameters updated in place by one CPU pass each
+    /// (F32 or F64 parameters on the CPU): for many parameters whose gradients are tensors, as a
+    /// network's weights, where the host's f64 round trip would cost more than the step.
+    InPlace,
+}
+
+impl Storage {
+    /// The default for `vars`: [`Storage::Host`] when every one is on the CPU, else
+    /// [`Storage::Tensors`].
+    pub fn for_vars(vars: &[Var]) -> Self {
+        if vars.iter().all(|v| v.device().is_cpu()) {
+            Storage::Host
+        } else {
+            Storage::Tensors
+        }
+    }
+}
 
 /// The optimiser and its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -155,8 +183,10 @@ pub trait UpdateRule: std::fmt::Debug + Send + UpdateRuleClone {
     /// A short name for reports, e.g. "Adam".
     fn name(&self) -> String;
 
-    /// Prepares the memory for `vars` (zero moments, say), on the host or as tensors beside them.
-    fn start(&mut self, vars: &[Var], on_host: bool) -> Result<()>;
+    /// Prepares the memory for `vars` (zero moments, say) in `storage`: on the host
+    /// ([`UpdateRule::step_host`] follows), as tensors beside them ([`UpdateRule::step_tensors`]),
+    /// or in their dtype for in-place updates ([`UpdateRule::step_in_place`]).
+    fn start(&mut self, vars: &[Var], storage: Storage) -> Result<()>;
 
     /// Step `t` (from 1) on host values, in place: `values[i]` moves along −`grads[i]` (both
     /// row-major); `scale`, when given, multiplies the update of variable `i` element-wise (the
@@ -199,6 +229,13 @@ pub trait UpdateRule: std::fmt::Debug + Send + UpdateRuleClone {
             var.set(&host_tensor(x, var)?)?;
         }
         Ok(())
+    }
+
+    /// The step on CPU parameters updated in place ([`Storage::InPlace`]); a variable without a
+    /// gradient is left alone. The default is [`UpdateRule::step_tensors`] (a rule with nothing
+    /// faster to offer treats in-place storage as tensors).
+    fn step_in_place(&mut self, t: i32, vars: &[Var], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        self.step_tensors(t, vars, grads, lr, None)
     }
 
     /// Forgets the memory (q's parameters were moved back after a run of non-finite steps).

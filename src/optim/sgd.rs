@@ -7,7 +7,7 @@
 use candle_core::{Tensor, Var};
 
 use super::gradient::HostVec;
-use super::UpdateRule;
+use super::{Storage, UpdateRule};
 use crate::Result;
 
 /// SGD: no memory between steps.
@@ -19,7 +19,7 @@ impl UpdateRule for Sgd {
         "SGD".into()
     }
 
-    fn start(&mut self, _vars: &[Var], _on_host: bool) -> Result<()> {
+    fn start(&mut self, _vars: &[Var], _storage: Storage) -> Result<()> {
         Ok(())
     }
 

@@ -1,14 +1,19 @@
 //! The optimiser's state in a fit: the parameters, the update rule with its memory, and the step
-//! count. Where the memory lives is chosen once, when the state is made: on the host (f64) for
-//! parameters on the CPU, where the engine's gradients arrive (in closed form, or read back from
-//! autodiff), and as tensors beside the parameters on other devices. A step whose gradients come
-//! in the other form converts the gradients, never the memory.
+//! count. Where the memory lives ([`Storage`]) is chosen once, when the state is made: by default
+//! on the host (f64) for parameters on the CPU, where the engine's gradients arrive (in closed
+//! form, or read back from autodiff), and as tensors beside the parameters on other devices; on
+//! request in the parameters' dtype, updated in place on the CPU (a network's many weights). A
+//! step whose gradients come in another form converts the gradients, never the memory.
+//!
+//! ```text
+//! λ ← rule(λ, g, η_t)        storage: Host (f64 vectors) | Tensors | InPlace (CPU, λ's dtype)
+//! ```
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::gradient::{Gradient, HostVec};
-use super::{Optimizer, UpdateRule};
+use super::{Optimizer, Storage, UpdateRule};
 use crate::linalg::{host_tensor, to_f64_vec};
 use crate::{Error, Result};
 
@@ -17,7 +22,7 @@ use crate::{Error, Result};
 pub struct OptimizerState {
     vars: Vec<Var>,
     rule: Box<dyn UpdateRule>,
-    on_host: bool,
+    storage: Storage,
     t: i32,
 }
 
@@ -31,14 +36,35 @@ impl OptimizerState {
 
     /// Fresh state for `vars` with any update rule (storage as in [`OptimizerState::new`]).
     pub fn with_rule(rule: Box<dyn UpdateRule>, vars: Vec<Var>) -> Result<Self> {
-        let on_host = vars.iter().all(|v| v.device().is_cpu());
-        Self::with_storage(rule, vars, on_host)
+        let storage = Storage::for_vars(&vars);
+        Self::with_rule_in(rule, vars, storage)
     }
 
-    /// Fresh state with the memory on the host (`on_host`) or as tensors.
-    pub(crate) fn with_storage(mut rule: Box<dyn UpdateRule>, vars: Vec<Var>, on_host: bool) -> Result<Self> {
-        rule.start(&vars, on_host)?;
-        Ok(OptimizerState { vars, rule, on_host, t: 0 })
+    /// Fresh state for `vars` with a built-in optimiser, the memory in `storage`
+    /// ([`Storage::InPlace`] needs F32 or F64 variables on the CPU).
+    pub fn with_storage(config: Optimizer, vars: Vec<Var>, storage: Storage) -> Result<Self> {
+        config.validate()?;
+        Self::with_rule_in(config.rule(), vars, storage)
+    }
+
+    /// Fresh state for `vars` with any update rule, the memory in `storage`.
+    pub fn with_rule_in(mut rule: Box<dyn UpdateRule>, vars: Vec<Var>, storage: Storage) -> Result<Self> {
+        if storage == Storage::InPlace {
+            if let Some(v) = vars.iter().find(|v| !v.device().is_cpu() || !v.dtype().is_float()) {
+                return Err(Error::config(
+                    "storage",
+                    format!("InPlace for a {:?} parameter on {:?}", v.dtype(), v.device().location()),
+                    "in-place storage needs floating-point parameters on the CPU",
+                ));
+            }
+        }
+        rule.start(&vars, storage)?;
+        Ok(OptimizerState { vars, rule, storage, t: 0 })
+    }
+
+    /// Where the memory lives.
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
 
     /// One descent step on the loss whose gradients are `grads`, with learning rate `lr`.
@@ -46,6 +72,19 @@ impl OptimizerState {
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         let grads = Gradient::Tensors(self.vars.iter().map(|v| grads.get(v.as_tensor()).map(Tensor::detach)).collect());
         self.update(None, grads, lr, None)
+    }
+
+    /// The same step from tensor gradients, one per variable in order (`None`: the loss does not
+    /// depend on it); with [`Storage::InPlace`] they are read where they are, without a copy.
+    pub fn step_tensors(&mut self, grads: Vec<Option<Tensor>>, lr: f64) -> Result<()> {
+        if grads.len() != self.vars.len() {
+            return Err(Error::config(
+                "grads",
+                grads.len(),
+                format!("expected one per variable ({})", self.vars.len()),
+            ));
+        }
+        self.update(None, Gradient::Tensors(grads), lr, None)
     }
 
     /// The same step from host gradients: `values` are the variables' current values and `grads`
@@ -78,24 +117,38 @@ impl OptimizerState {
         scale: Option<(usize, &[f64])>,
     ) -> Result<()> {
         self.t += 1;
-        if self.on_host {
-            let mut values = match values {
-                Some(values) => values,
-                None => self.vars.iter().map(|v| to_f64_vec(v.as_tensor())).collect::<Result<_>>()?,
-            };
-            let grads = grads.into_host(&self.vars)?;
-            self.rule.step_host(self.t, &mut values, &grads, lr, scale)?;
-            for (var, x) in self.vars.iter().zip(values) {
-                var.set(&host_tensor(x, var)?)?;
+        match self.storage {
+            Storage::Host => {
+                let mut values = match values {
+                    Some(values) => values,
+                    None => self.vars.iter().map(|v| to_f64_vec(v.as_tensor())).collect::<Result<_>>()?,
+                };
+                let grads = grads.into_host(&self.vars)?;
+                self.rule.step_host(self.t, &mut values, &grads, lr, scale)?;
+                for (var, x) in self.vars.iter().zip(values) {
+                    var.set(&host_tensor(x, var)?)?;
+                }
+                Ok(())
             }
-            Ok(())
-        } else {
-            let grads = grads.into_tensors(&self.vars)?;
-            let scale = match scale {
-                Some((i, s)) => Some((i, host_tensor(s.to_vec(), &self.vars[i])?)),
-                None => None,
-            };
-            self.rule.step_tensors(self.t, &self.vars, &grads, lr, scale.as_ref().map(|(i, s)| (*i, s)))
+            Storage::Tensors => {
+                let grads = grads.into_tensors(&self.vars)?;
+                let scale = match scale {
+                    Some((i, s)) => Some((i, host_tensor(s.to_vec(), &self.vars[i])?)),
+                    None => None,
+                };
+                self.rule.step_tensors(self.t, &self.vars, &grads, lr, scale.as_ref().map(|(i, s)| (*i, s)))
+            }
+            Storage::InPlace => {
+                if scale.is_some() {
+                    return Err(Error::config(
+                        "loc_step",
+                        "ScaleRelative",
+                        "scale-relative steps need host or tensor storage, not in-place",
+                    ));
+                }
+                let grads = grads.into_tensors(&self.vars)?;
+                self.rule.step_in_place(self.t, &self.vars, &grads, lr)
+            }
         }
     }
 

@@ -4,7 +4,9 @@
 //! - `idx`: the IDX reader and writer (`elbo_models::idx`);
 //! - `peers`: the models' log joints against the peers' ports (`GaussianMixture`);
 //! - `vae`: `Vae` and `VaeTrainer` (the IWAE bound, training, β, the Gaussian decoder,
-//!   checkpoints).
+//!   checkpoints);
+//! - `vae_recovery`: the trainer's non-finite handling (skip, restore, halve, fail), its observers
+//!   and its step-size schedule.
 //!
 //! The data files are the workspace's, in `tests/data/` at its root (shared with elbo's tests).
 //! `vae_threads.rs` is a binary of its own (it sizes rayon's global pool).
@@ -13,3 +15,4 @@ mod eight_schools;
 mod idx;
 mod peers;
 mod vae;
+mod vae_recovery;
