@@ -30,6 +30,7 @@ use elbo::noise::{Noise, Stream};
 use elbo::observe::{FinishInfo, Observer, StartInfo, StepInfo};
 use elbo::optim::{first_nonfinite, Optimizer, OptimizerState, Storage};
 use elbo::special::HALF_LN_2PI;
+use elbo::stop::{Context, Rule};
 use elbo::LrSchedule;
 use elbo::StopReason;
 use elbo::{Error, Result};
@@ -472,6 +473,10 @@ pub struct VaeTrainer {
     /// Steps run, taken or skipped.
     iteration: usize,
     elapsed: Duration,
+    /// A stopping rule, with the batch ELBOs it sees and its decision.
+    stop: Option<Box<dyn Rule>>,
+    trace: Vec<f64>,
+    stopped: Option<StopReason>,
 }
 
 impl VaeTrainer {
@@ -495,7 +500,23 @@ impl VaeTrainer {
             form: KlForm::Analytic,
             iteration: 0,
             elapsed: Duration::ZERO,
+            stop: None,
+            trace: Vec::new(),
+            stopped: None,
         })
+    }
+
+    /// A stopping rule ([`elbo::stop::Rule`]) that sees every step's batch ELBO (its context has
+    /// no q: an encoder is not one distribution); once it decides, [`VaeTrainer::stop_reason`]
+    /// says why, and the caller's loop ends there.
+    pub fn stop_when(mut self, rule: impl Rule + Clone + 'static) -> Self {
+        self.stop = Some(Box::new(rule));
+        self
+    }
+
+    /// The stopping rule's decision, once it has made one.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped
     }
 
     /// Use this form of the KL term (default: analytic).
@@ -546,6 +567,20 @@ impl VaeTrainer {
         self.elapsed += start.elapsed();
         self.iteration += 1;
         let stats = outcome?;
+        if let Some(rule) = &mut self.stop {
+            let elbo = stats.taken.then_some(stats.elbo);
+            self.trace.push(elbo.unwrap_or(f64::NAN));
+            let cx = Context {
+                iteration: self.iteration,
+                max_steps: self.total_steps.unwrap_or(usize::MAX),
+                elbo,
+                trace: &self.trace,
+                q: None,
+            };
+            if self.stopped.is_none() {
+                self.stopped = rule.observe(&cx)?;
+            }
+        }
         if !observers.is_empty() {
             let info = StepInfo {
                 iteration: self.iteration,
@@ -573,10 +608,10 @@ impl VaeTrainer {
         observers.iter_mut().try_for_each(|o| o.on_start(&info))
     }
 
-    /// Tells the observers that the run is over (the caller ran the steps it planned, so the
-    /// reason is [`StopReason::MaxSteps`]).
+    /// Tells the observers that the run is over: the stopping rule's reason, else
+    /// [`StopReason::MaxSteps`] (the caller ran the steps it planned).
     pub fn finish(&self, observers: &mut [&mut dyn Observer]) -> Result<()> {
-        let info = FinishInfo { iterations: self.iteration, stop_reason: StopReason::MaxSteps };
+        let info = FinishInfo { iterations: self.iteration, stop_reason: self.stopped.unwrap_or(StopReason::MaxSteps) };
         observers.iter_mut().try_for_each(|o| o.on_finish(&info))
     }
 

@@ -83,7 +83,7 @@ impl<F: Family> Advi<F> {
                     max_steps: self.steps,
                     elbo,
                     trace: &state.trace,
-                    q: &state.q,
+                    q: Some(&state.q),
                 };
                 if let Some(reason) = rule.observe(&cx)? {
                     state.stopped = Some(reason);

@@ -62,8 +62,9 @@ pub struct Context<'a> {
     pub elbo: Option<f64>,
     /// Every step's ELBO estimate so far (NaN for skipped steps).
     pub trace: &'a [f64],
-    /// q after the step.
-    pub q: &'a dyn VariationalFamily,
+    /// q after the step; `None` for an amortised fit (`elbo_models::VaeTrainer`), whose q(z | x)
+    /// is an encoder rather than one distribution.
+    pub q: Option<&'a dyn VariationalFamily>,
 }
 
 /// The stopping-rule slot: after each step, "go on" (`None`) or a reason to stop. A rule only

@@ -125,3 +125,33 @@ fn observers_see_each_step_and_the_schedule() {
     let bad = LrSchedule::Exponential { final_lr: 0.0 };
     assert!(VaeTrainer::new(small_vae(4), lr, 4).unwrap().lr_schedule(bad, total).is_err());
 }
+
+/// Stops once the batch ELBO has been seen `n` times.
+#[derive(Clone, Debug)]
+struct AfterSteps(usize);
+
+impl elbo::stop::Rule for AfterSteps {
+    fn name(&self) -> &'static str {
+        "after n steps"
+    }
+    fn observe(&mut self, cx: &elbo::stop::Context<'_>) -> elbo::Result<Option<elbo::StopReason>> {
+        assert!(cx.q.is_none(), "an amortised fit has no single q");
+        assert_eq!(cx.trace.len(), cx.iteration);
+        Ok((cx.iteration >= self.0)
+            .then_some(elbo::StopReason::Custom { rule: self.name(), value: cx.iteration as f64 }))
+    }
+}
+
+#[test]
+fn a_stopping_rule_sees_every_step_and_decides() {
+    let mut trainer = VaeTrainer::new(small_vae(3), 1e-2, 3).unwrap().stop_when(AfterSteps(5));
+    let x = batch(false);
+    let mut steps = 0;
+    while trainer.stop_reason().is_none() {
+        trainer.step(&x, 1.0).unwrap();
+        steps += 1;
+        assert!(steps <= 5, "the rule should have stopped the run at step 5");
+    }
+    assert_eq!(steps, 5);
+    assert_eq!(trainer.stop_reason(), Some(elbo::StopReason::Custom { rule: "after n steps", value: 5.0 }));
+}
