@@ -90,6 +90,9 @@ const MAX_RESTARTS: usize = 20;
 /// searches on changes lost in rounding.
 const COST_ULPS: f64 = 64.0;
 const EVALUATIONS_PER_ITERATION: usize = 20;
+/// The smallest step a line search may take, relative to its first trial: ε² (argmin's default
+/// is an absolute √ε, larger than the steps of a posterior with sds below about 10⁻⁴).
+const STEP_MIN: f64 = f64::EPSILON * f64::EPSILON;
 
 /// Minimises `problem` from `x0` with L-BFGS; `names` name the coordinates in messages and
 /// `method` names the optimisation. Converged when the gradient norm reaches the tolerance, or when
@@ -150,9 +153,11 @@ pub(crate) fn minimize<P: Smooth>(
                 ),
             ));
         }
-        // One steepest-descent iteration with a bounded first trial, then L-BFGS proper.
+        // One steepest-descent iteration whose first trial is the Newton step along −∇f, 1 / κ,
+        // bounded so that no coordinate moves by more than `first_step`; then L-BFGS proper.
         let bounded = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let alpha = newton_step.take().map_or(bounded, |a| a.min(bounded));
+        let newton = newton_step.take().or_else(|| curvature_along(problem, &x, &g).map(|k| 1.0 / k));
+        let alpha = newton.map_or(bounded, |a| a.min(bounded));
         let (n, _) = run(&adapter, (x.clone(), f, g.clone()), alpha, 1, settings, &trace)?;
         iterations += n;
         if adapter.best_value() >= f {
@@ -216,20 +221,9 @@ impl Minimum {
 /// difference of gradients (which rounding spares), is below the rounding of f: [`COST_ULPS`] ε |f|,
 /// or 10 × the spread of f at three points a few ulps from x if that is larger.
 fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (bool, Option<f64>) {
+    let Some(kappa) = curvature_along(problem, x, g) else { return (false, None) };
     let gg: f64 = g.iter().map(|v| v * v).sum();
-    let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let x_max = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    if gg == 0.0 || !gg.is_finite() {
-        return (false, None);
-    }
     let eps = problem.epsilon();
-    let t = eps.cbrt() * x_max / g_max;
-    let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
-    let Ok((_, g_probe)) = problem.value_and_gradient(&probe) else { return (false, None) };
-    let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
-    if !(kappa > 0.0 && kappa.is_finite()) {
-        return (false, None);
-    }
     let mut noise = COST_ULPS * eps * f.abs();
     for k in [4.0, -4.0, 8.0] {
         let nearby: Vec<f64> = x.iter().map(|xi| xi * (1.0 + k * eps)).collect();
@@ -239,6 +233,23 @@ fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (b
         }
     }
     (gg / (2.0 * kappa) <= noise, Some(kappa))
+}
+
+/// κ = gᵀ∇²f g / ‖g‖², the curvature of f along g at x, from the difference of gradients at x and
+/// at x − t g, t = ε^(1/3) max(1, ‖x‖∞) / ‖g‖∞ (the largest coordinate moves by ε^(1/3) of its
+/// scale: an evaluation); `None` when that gradient fails or κ is not positive and finite.
+fn curvature_along<P: Smooth>(problem: &P, x: &[f64], g: &[f64]) -> Option<f64> {
+    let gg: f64 = g.iter().map(|v| v * v).sum();
+    let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let x_max = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    if gg == 0.0 || !gg.is_finite() {
+        return None;
+    }
+    let t = problem.epsilon().cbrt() * x_max / g_max;
+    let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
+    let (_, g_probe) = problem.value_and_gradient(&probe).ok()?;
+    let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
+    (kappa > 0.0 && kappa.is_finite()).then_some(kappa)
 }
 
 /// One argmin run of L-BFGS from `start` (x, f, ∇f) with first trial step `alpha`, for at most
@@ -252,7 +263,7 @@ fn run<P: Smooth>(
     trace: &Arc<Mutex<Vec<f64>>>,
 ) -> Result<(usize, Option<TerminationReason>)> {
     *adapter.failure.borrow_mut() = None;
-    let mut line_search = MoreThuenteLineSearch::new();
+    let mut line_search = MoreThuenteLineSearch::new().with_bounds(STEP_MIN * alpha, f64::INFINITY).map_err(argmin_error)?;
     line_search.initial_step_length(alpha).map_err(argmin_error)?;
     let solver = LBFGS::new(line_search, settings.memory)
         .with_tolerance_grad(settings.tol_grad)
