@@ -29,8 +29,14 @@ use super::describe_direction;
 /// The steps hⱼ and the 2n points x ± hⱼ eⱼ (row-major `[2n, n]`: +h₀, −h₀, +h₁, …), for
 /// arithmetic of machine epsilon `eps`.
 pub(crate) fn stencil(x: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    stencil_scaled(x, &vec![1.0; x.len()], eps)
+}
+
+/// [`stencil`] with hⱼ = ε^(1/3) · max(σⱼ, |xⱼ|) for coordinate scales σ (the posterior sds from a
+/// first Hessian), so that the steps follow the posterior's scale instead of 1.
+pub(crate) fn stencil_scaled(x: &[f64], scale: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>) {
     let n = x.len();
-    let h: Vec<f64> = x.iter().map(|v| eps.cbrt() * v.abs().max(1.0)).collect();
+    let h: Vec<f64> = x.iter().zip(scale).map(|(v, s)| eps.cbrt() * v.abs().max(*s)).collect();
     let mut points = Vec::with_capacity(2 * n * n);
     for (j, hj) in h.iter().enumerate() {
         for sign in [1.0, -1.0] {

@@ -6,7 +6,7 @@
 //!   s here), and the central-difference Hessian of a quadratic has no truncation error, so the sd
 //!   is right to rounding; the tolerances, 10⁻⁶ s and 10⁻³ relative, leave a wide margin.
 //! - A conjugate regression on one covariate around 2,000 (x = 2000 + U(−1, 1)), intercept and
-//!   slope: the posterior correlation is −0.99999 and the Hessian's condition number about 10¹¹,
+//!   slope: the posterior correlation is −0.99999 and the Hessian's condition number about 10¹³,
 //!   at posterior sds of order 1, 10⁻³ and 10³ (the data and noise scaled together). Exact answers
 //!   from `ExactPosterior`.
 //! - A 2-D Gaussian with sds 10⁻⁷ and 1 (condition number 10¹⁴): Laplace accepts the Hessian and
@@ -46,7 +46,8 @@ fn map_and_laplace_of_a_normal_at_any_scale() {
     }
 }
 
-/// y = 1 + 2x + ε over x = 2000 + U(−1, 1), N = 50, with y, the noise sd and the prior sd
+/// y = 1 + 2x + ε over x = 2000 + U(−1, 1), N = 50, prior sd 30 (posterior correlation −0.99999),
+/// with y, the noise sd and the prior sd
 /// multiplied by `scale` (so the posterior is `scale` × that of `scale` = 1).
 fn regression(scale: f64) -> (LinearRegression, ExactPosterior) {
     let n = 50;
@@ -58,7 +59,7 @@ fn regression(scale: f64) -> (LinearRegression, ExactPosterior) {
     let y: Vec<f64> = (0..n).map(|i| scale * (1.0 + 2.0 * (2000.0 + u[i]) + e[i])).collect();
     let x = Tensor::from_vec(design, (n, 2), &Device::Cpu).unwrap();
     let y = Tensor::from_vec(y, n, &Device::Cpu).unwrap();
-    let model = LinearRegression::new(&x, &y, 1e3 * scale, scale).unwrap();
+    let model = LinearRegression::new(&x, &y, 30.0 * scale, scale).unwrap();
     let exact = model.exact_posterior().unwrap();
     (model, exact)
 }
