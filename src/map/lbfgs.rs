@@ -113,6 +113,8 @@ pub(crate) fn minimize<P: Smooth>(
     let origin = x0.clone();
     let trace = Arc::new(Mutex::new(vec![adapter.best_value()]));
     let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
+    // the first trial of L-BFGS proper: 1, divided by 10 whenever its line search met a non-finite f
+    let mut lbfgs_step = 1.0f64;
     // 1 / κ along −g, once a stalled run has measured it: the first trial of the next restart
     let mut newton_step: Option<f64> = None;
     let done = |iterations: usize, restarts: usize, rounding_floor: bool| {
@@ -176,8 +178,11 @@ pub(crate) fn minimize<P: Smooth>(
         }
         first_step = 1.0;
         let budget = settings.max_iters.saturating_sub(iterations);
-        let (n, reason) = run(&adapter, adapter.best(), 1.0, budget, settings, &trace)?;
+        let (n, reason) = run(&adapter, adapter.best(), lbfgs_step, budget, settings, &trace)?;
         iterations += n;
+        if adapter.failure_was_nonfinite() {
+            lbfgs_step /= 10.0;
+        }
         let (x, f, g) = adapter.best();
         if norm(&g) > settings.tol_grad
             && matches!(reason, Some(TerminationReason::SolverExit(_) | TerminationReason::SolverConverged))
