@@ -72,9 +72,8 @@ impl Hessian {
             })
             .collect();
         let asymmetry = (0..n * n).map(|k| (raw[k] - raw[(k % n) * n + k / n]).abs()).collect();
-        let noise = (0..n)
-            .map(|i| 100.0 * eps * grads.chunks(n).fold(0.0f64, |m, g| m.max(g[i].abs())) / h[i])
-            .collect();
+        let noise =
+            (0..n).map(|i| 100.0 * eps * grads.chunks(n).fold(0.0f64, |m, g| m.max(g[i].abs())) / h[i]).collect();
         let h = (0..n * n).map(|k| 0.5 * (raw[k] + raw[(k % n) * n + k / n])).collect();
         Hessian { n, h, asymmetry, noise, eps }
     }

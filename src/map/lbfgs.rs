@@ -1,25 +1,33 @@
 //! L-BFGS through argmin (Liu & Nocedal 1989), with More–Thuente line searches, safeguarded for
-//! models whose log density overflows far from the mode.
+//! models whose log density overflows far from the mode, and free of the posterior's scale.
 //!
 //! ```text
 //! minimise f(x), x ∈ ℝⁿ:   x_{k+1} = x_k − α_k H_k ∇f(x_k)
 //!   H_k  the inverse-Hessian approximation from the last m pairs (x_{i+1} − x_i, ∇f_{i+1} − ∇f_i)
-//!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1
+//!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1,
+//!        steps in [ε² α₀, ∞) for a first trial α₀
+//! each start: one steepest-descent step, first trial
+//!   α₀ = min(1 / κ, b / ‖∇f‖∞),   κ = gᵀ (∇f(x) − ∇f(x − t g)) / (t ‖g‖²),   t = ε^(1/3) max(1, ‖x‖∞) / ‖g‖∞
+//!   (κ the curvature along g = ∇f by one more gradient; b = 1, divided by 10 after a non-finite f)
 //! converged when ‖∇f(x_k)‖₂ ≤ tol_grad, or at the rounding floor:
-//!   ‖∇f‖² / 2κ ≤ 64 ε |f|,  κ = ∇fᵀ ∇²f ∇f / ‖∇f‖²   (the most a step along −∇f can gain is lost
-//!                                                      in the rounding of f; ε of the dtype)
+//!   ‖∇f‖² / 2κ ≤ 64 ε |f|   (the most a step along −∇f can gain is lost in the rounding of f;
+//!                             ε of the dtype)
 //! ```
 //!
-//! The floor matters because f's rounding, about ε |f| with |f| growing with the data, caps how
-//! small a gradient any line search can certify (‖∇f‖ ≳ √(2κ ε |f|): 10⁻⁵ on the 5,000-point
-//! logistic regression in F64). A run also stops when an iteration changes f by less than 64 ε |f|,
-//! so that line searches do not circle in the rounding noise.
+//! The first trial 1 / κ is the Newton step along −∇f, exact for a quadratic whatever its scale,
+//! so curvatures from 10⁻⁸ to 10¹² (posterior sds from 10⁴ to 10⁻⁶) take the same few steps; the
+//! bound b / ‖∇f‖∞ keeps the first trial from moving any coordinate by more than b, since a trial
+//! far out can land where exp overflows. argmin's default smallest step, an absolute √ε, is larger
+//! than the whole step a posterior with sds below about 10⁻⁴ needs; the lower bound ε² α₀ is relative
+//! to the first trial instead. A line search that meets a non-finite f is restarted from the best
+//! point with b divided by 10 (and the first trial of L-BFGS proper, 1, divided by 10 for the rest
+//! of the run).
 //!
-//! Each start (and restart) first takes one steepest-descent step whose first trial moves no
-//! coordinate by more than 1 (α = 1 / ‖∇f‖∞), since L-BFGS's unscaled first trial −∇f can land where
-//! exp overflows; a line search that meets a non-finite f is restarted from the best point with that
-//! bound divided by 10. Every run ends: after `max_iters` iterations, 20 restarts, or 20 evaluations
-//! per allowed iteration, whichever comes first.
+//! The floor matters because f's rounding, about ε |f| with |f| growing with the data, caps how
+//! small a gradient any line search can certify (‖∇f‖ ≳ √(2κ ε |f|)). A run also stops when an
+//! iteration changes f by less than 64 ε |f|, so that line searches do not circle in the rounding
+//! noise. Every run ends: after `max_iters` iterations, 20 restarts, or 20 evaluations per allowed
+//! iteration, whichever comes first.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -268,7 +276,8 @@ fn run<P: Smooth>(
     trace: &Arc<Mutex<Vec<f64>>>,
 ) -> Result<(usize, Option<TerminationReason>)> {
     *adapter.failure.borrow_mut() = None;
-    let mut line_search = MoreThuenteLineSearch::new().with_bounds(STEP_MIN * alpha, f64::INFINITY).map_err(argmin_error)?;
+    let mut line_search =
+        MoreThuenteLineSearch::new().with_bounds(STEP_MIN * alpha, f64::INFINITY).map_err(argmin_error)?;
     line_search.initial_step_length(alpha).map_err(argmin_error)?;
     let solver = LBFGS::new(line_search, settings.memory)
         .with_tolerance_grad(settings.tol_grad)
