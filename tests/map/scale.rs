@@ -25,7 +25,7 @@ fn gaussian(m: Vec<f64>, s: Vec<f64>) -> impl LogJoint {
     elbo::from_fn(d, move |z: &Tensor| {
         let m = Tensor::from_slice(&m, (1, d), z.device())?.to_dtype(z.dtype())?;
         let inv = Tensor::from_slice(&inv, (1, d), z.device())?.to_dtype(z.dtype())?;
-        (z.broadcast_sub(&m)?.broadcast_mul(&inv)?.sqr()?.sum(1)? * -0.5)
+        z.broadcast_sub(&m)?.broadcast_mul(&inv)?.sqr()?.sum(1)? * -0.5
     })
 }
 
@@ -80,8 +80,8 @@ fn check_regression(scale: f64, dadvi: bool) {
     let map = Map::new().fit(&model).unwrap_or_else(|e| panic!("scale {scale:e}: MAP: {e}"));
     let c = map.convergence();
     println!("  MAP: {} iterations, {} evaluations, ‖∇‖ {:.2e}", c.iterations, c.evaluations, c.grad_norm);
-    for i in 0..2 {
-        let off = (map.loc()[i] - exact.mean[i]).abs() / sd[i];
+    for (i, sd) in sd.iter().enumerate() {
+        let off = (map.loc()[i] - exact.mean[i]).abs() / sd;
         assert!(off < 1e-3, "scale {scale:e}: MAP coordinate {i} is {off:.2e} sd from the exact mean");
     }
 
@@ -103,8 +103,8 @@ fn check_regression(scale: f64, dadvi: bool) {
             lbfgs.iterations, lbfgs.evaluations, lbfgs.grad_norm
         );
     }
-    for i in 0..2 {
-        let off = (mean[i] - exact.mean[i]).abs() / sd[i];
+    for (i, sd) in sd.iter().enumerate() {
+        let off = (mean[i] - exact.mean[i]).abs() / sd;
         assert!(off < 0.1, "scale {scale:e}: DADVI mean {i} is {off:.2e} sd from the exact mean");
     }
 }
