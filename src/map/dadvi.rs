@@ -24,7 +24,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 
 use super::bridge::{dtype_epsilon, log_joint_and_grad, short, Memo};
-use super::hessian::{stencil, Hessian};
+use super::hessian::{stencil, stencil_scaled, Hessian};
 use super::lbfgs::{minimize, Lbfgs, Smooth};
 use super::mode::Map;
 use super::{bad_start, coordinate_names, Reporting};
@@ -369,7 +369,13 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
     /// The Hessian of −ELBO_M at η by central differences, and its inverse.
     fn hessian(&self, eta: &[f64], names: &[String]) -> Result<(Hessian, Vec<f64>)> {
         let (d, n) = (self.d, eta.len());
-        let (h, points) = stencil(eta, dtype_epsilon(self.dtype));
+        // steps on the scale of q (σ for μ, 1 for log σ) when its sds are far from 1
+        let scale: Vec<f64> = eta[d..].iter().map(|w| w.exp()).chain(std::iter::repeat_n(1.0, d)).collect();
+        let (h, points) = if scale.iter().any(|s| !(0.25..=4.0).contains(s)) {
+            stencil_scaled(eta, &scale, dtype_epsilon(self.dtype))
+        } else {
+            stencil(eta, dtype_epsilon(self.dtype))
+        };
         // a few stencil points per batch, so that a batch holds about 2²⁰ numbers of z
         let per_batch = ((1usize << 20) / (self.m * d).max(1)).max(1);
         let mut grads = Vec::with_capacity(2 * n * n);

@@ -1,25 +1,33 @@
 //! L-BFGS through argmin (Liu & Nocedal 1989), with More–Thuente line searches, safeguarded for
-//! models whose log density overflows far from the mode.
+//! models whose log density overflows far from the mode, and free of the posterior's scale.
 //!
 //! ```text
 //! minimise f(x), x ∈ ℝⁿ:   x_{k+1} = x_k − α_k H_k ∇f(x_k)
 //!   H_k  the inverse-Hessian approximation from the last m pairs (x_{i+1} − x_i, ∇f_{i+1} − ∇f_i)
-//!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1
+//!   α_k  More–Thuente line search (strong Wolfe, c₁ = 10⁻⁴, c₂ = 0.9), first trial α = 1,
+//!        steps in [ε² α₀, ∞) for a first trial α₀
+//! each start: one steepest-descent step, first trial
+//!   α₀ = min(1 / κ, b / ‖∇f‖∞),   κ = gᵀ (∇f(x) − ∇f(x − t g)) / (t ‖g‖²),   t = ε^(1/3) max(1, ‖x‖∞) / ‖g‖∞
+//!   (κ the curvature along g = ∇f by one more gradient; b = 1, divided by 10 after a non-finite f)
 //! converged when ‖∇f(x_k)‖₂ ≤ tol_grad, or at the rounding floor:
-//!   ‖∇f‖² / 2κ ≤ 64 ε |f|,  κ = ∇fᵀ ∇²f ∇f / ‖∇f‖²   (the most a step along −∇f can gain is lost
-//!                                                      in the rounding of f; ε of the dtype)
+//!   ‖∇f‖² / 2κ ≤ 64 ε |f|   (the most a step along −∇f can gain is lost in the rounding of f;
+//!                             ε of the dtype)
 //! ```
 //!
-//! The floor matters because f's rounding, about ε |f| with |f| growing with the data, caps how
-//! small a gradient any line search can certify (‖∇f‖ ≳ √(2κ ε |f|): 10⁻⁵ on the 5,000-point
-//! logistic regression in F64). A run also stops when an iteration changes f by less than 64 ε |f|,
-//! so that line searches do not circle in the rounding noise.
+//! The first trial 1 / κ is the Newton step along −∇f, exact for a quadratic whatever its scale,
+//! so curvatures from 10⁻⁸ to 10¹² (posterior sds from 10⁴ to 10⁻⁶) take the same few steps; the
+//! bound b / ‖∇f‖∞ keeps the first trial from moving any coordinate by more than b, since a trial
+//! far out can land where exp overflows. argmin's default smallest step, an absolute √ε, is larger
+//! than the whole step a posterior with sds below about 10⁻⁴ needs; the lower bound ε² α₀ is relative
+//! to the first trial instead. A line search that meets a non-finite f is restarted from the best
+//! point with b divided by 10 (and the first trial of L-BFGS proper, 1, divided by 10 for the rest
+//! of the run).
 //!
-//! Each start (and restart) first takes one steepest-descent step whose first trial moves no
-//! coordinate by more than 1 (α = 1 / ‖∇f‖∞), since L-BFGS's unscaled first trial −∇f can land where
-//! exp overflows; a line search that meets a non-finite f is restarted from the best point with that
-//! bound divided by 10. Every run ends: after `max_iters` iterations, 20 restarts, or 20 evaluations
-//! per allowed iteration, whichever comes first.
+//! The floor matters because f's rounding, about ε |f| with |f| growing with the data, caps how
+//! small a gradient any line search can certify (‖∇f‖ ≳ √(2κ ε |f|)). A run also stops when an
+//! iteration changes f by less than 64 ε |f|, so that line searches do not circle in the rounding
+//! noise. Every run ends: after `max_iters` iterations, 20 restarts, or 20 evaluations per allowed
+//! iteration, whichever comes first.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -90,6 +98,9 @@ const MAX_RESTARTS: usize = 20;
 /// searches on changes lost in rounding.
 const COST_ULPS: f64 = 64.0;
 const EVALUATIONS_PER_ITERATION: usize = 20;
+/// The smallest step a line search may take, relative to its first trial: ε² (argmin's default
+/// is an absolute √ε, larger than the steps of a posterior with sds below about 10⁻⁴).
+const STEP_MIN: f64 = f64::EPSILON * f64::EPSILON;
 
 /// Minimises `problem` from `x0` with L-BFGS; `names` name the coordinates in messages and
 /// `method` names the optimisation. Converged when the gradient norm reaches the tolerance, or when
@@ -110,6 +121,8 @@ pub(crate) fn minimize<P: Smooth>(
     let origin = x0.clone();
     let trace = Arc::new(Mutex::new(vec![adapter.best_value()]));
     let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
+    // the first trial of L-BFGS proper: 1, divided by 10 whenever its line search met a non-finite f
+    let mut lbfgs_step = 1.0f64;
     // 1 / κ along −g, once a stalled run has measured it: the first trial of the next restart
     let mut newton_step: Option<f64> = None;
     let done = |iterations: usize, restarts: usize, rounding_floor: bool| {
@@ -150,9 +163,11 @@ pub(crate) fn minimize<P: Smooth>(
                 ),
             ));
         }
-        // One steepest-descent iteration with a bounded first trial, then L-BFGS proper.
+        // One steepest-descent iteration whose first trial is the Newton step along −∇f, 1 / κ,
+        // bounded so that no coordinate moves by more than `first_step`; then L-BFGS proper.
         let bounded = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let alpha = newton_step.take().map_or(bounded, |a| a.min(bounded));
+        let newton = newton_step.take().or_else(|| curvature_along(problem, &x, &g).map(|k| 1.0 / k));
+        let alpha = newton.map_or(bounded, |a| a.min(bounded));
         let (n, _) = run(&adapter, (x.clone(), f, g.clone()), alpha, 1, settings, &trace)?;
         iterations += n;
         if adapter.best_value() >= f {
@@ -171,8 +186,11 @@ pub(crate) fn minimize<P: Smooth>(
         }
         first_step = 1.0;
         let budget = settings.max_iters.saturating_sub(iterations);
-        let (n, reason) = run(&adapter, adapter.best(), 1.0, budget, settings, &trace)?;
+        let (n, reason) = run(&adapter, adapter.best(), lbfgs_step, budget, settings, &trace)?;
         iterations += n;
+        if adapter.failure_was_nonfinite() {
+            lbfgs_step /= 10.0;
+        }
         let (x, f, g) = adapter.best();
         if norm(&g) > settings.tol_grad
             && matches!(reason, Some(TerminationReason::SolverExit(_) | TerminationReason::SolverConverged))
@@ -216,20 +234,9 @@ impl Minimum {
 /// difference of gradients (which rounding spares), is below the rounding of f: [`COST_ULPS`] ε |f|,
 /// or 10 × the spread of f at three points a few ulps from x if that is larger.
 fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (bool, Option<f64>) {
+    let Some(kappa) = curvature_along(problem, x, g) else { return (false, None) };
     let gg: f64 = g.iter().map(|v| v * v).sum();
-    let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let x_max = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    if gg == 0.0 || !gg.is_finite() {
-        return (false, None);
-    }
     let eps = problem.epsilon();
-    let t = eps.cbrt() * x_max / g_max;
-    let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
-    let Ok((_, g_probe)) = problem.value_and_gradient(&probe) else { return (false, None) };
-    let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
-    if !(kappa > 0.0 && kappa.is_finite()) {
-        return (false, None);
-    }
     let mut noise = COST_ULPS * eps * f.abs();
     for k in [4.0, -4.0, 8.0] {
         let nearby: Vec<f64> = x.iter().map(|xi| xi * (1.0 + k * eps)).collect();
@@ -239,6 +246,23 @@ fn at_rounding_floor<P: Smooth>(problem: &P, x: &[f64], f: f64, g: &[f64]) -> (b
         }
     }
     (gg / (2.0 * kappa) <= noise, Some(kappa))
+}
+
+/// κ = gᵀ∇²f g / ‖g‖², the curvature of f along g at x, from the difference of gradients at x and
+/// at x − t g, t = ε^(1/3) max(1, ‖x‖∞) / ‖g‖∞ (the largest coordinate moves by ε^(1/3) of its
+/// scale: an evaluation); `None` when that gradient fails or κ is not positive and finite.
+fn curvature_along<P: Smooth>(problem: &P, x: &[f64], g: &[f64]) -> Option<f64> {
+    let gg: f64 = g.iter().map(|v| v * v).sum();
+    let g_max = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let x_max = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    if gg == 0.0 || !gg.is_finite() {
+        return None;
+    }
+    let t = problem.epsilon().cbrt() * x_max / g_max;
+    let probe: Vec<f64> = x.iter().zip(g).map(|(xi, gi)| xi - t * gi).collect();
+    let (_, g_probe) = problem.value_and_gradient(&probe).ok()?;
+    let kappa = g.iter().zip(&g_probe).map(|(a, b)| a * (a - b)).sum::<f64>() / (t * gg);
+    (kappa > 0.0 && kappa.is_finite()).then_some(kappa)
 }
 
 /// One argmin run of L-BFGS from `start` (x, f, ∇f) with first trial step `alpha`, for at most
@@ -252,7 +276,8 @@ fn run<P: Smooth>(
     trace: &Arc<Mutex<Vec<f64>>>,
 ) -> Result<(usize, Option<TerminationReason>)> {
     *adapter.failure.borrow_mut() = None;
-    let mut line_search = MoreThuenteLineSearch::new();
+    let mut line_search =
+        MoreThuenteLineSearch::new().with_bounds(STEP_MIN * alpha, f64::INFINITY).map_err(argmin_error)?;
     line_search.initial_step_length(alpha).map_err(argmin_error)?;
     let solver = LBFGS::new(line_search, settings.memory)
         .with_tolerance_grad(settings.tol_grad)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device};
 
 use super::bridge::{log_joint_and_grad, NegLogJoint};
-use super::hessian::{stencil, Hessian};
+use super::hessian::{stencil, stencil_scaled, Hessian};
 use super::lbfgs::{minimize, Lbfgs, Smooth};
 use super::{bad_start, coordinate_names, FLAT_POSTERIOR};
 use crate::latent::Latents;
@@ -143,11 +143,22 @@ impl Map {
         bridge.value_and_gradient(&x0).map_err(bad_start)?;
         let mut found = minimize(&bridge, x0, &self.lbfgs, "MAP (L-BFGS on −log p(x, z))", &names)?;
         let hessian = if self.curvature_check {
-            let (h, points) = stencil(&found.x, bridge.epsilon());
-            let (_, grads) = log_joint_and_grad(model, &points, found.x.len(), self.dtype, &self.device)?;
-            let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
-            let hessian = Hessian::from_stencil(&h, &neg, bridge.epsilon());
-            let inverse = hessian.inverse("the Hessian of −log p(x, z) at the MAP", &names, FLAT_POSTERIOR)?;
+            let eps = bridge.epsilon();
+            let differentiate = |(h, points): (Vec<f64>, Vec<f64>)| -> Result<Hessian> {
+                let (_, grads) = log_joint_and_grad(model, &points, found.x.len(), self.dtype, &self.device)?;
+                let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
+                Ok(Hessian::from_stencil(&h, &neg, eps))
+            };
+            let what = "the Hessian of −log p(x, z) at the MAP";
+            let mut hessian = differentiate(stencil(&found.x, eps))?;
+            let mut inverse = hessian.inverse(what, &names, FLAT_POSTERIOR)?;
+            // steps on the posterior's own scale when it is far from 1
+            let d = found.x.len();
+            let sd: Vec<f64> = (0..d).map(|i| inverse[i * d + i].sqrt()).collect();
+            if sd.iter().any(|s| !(0.25..=4.0).contains(s)) {
+                hessian = differentiate(stencil_scaled(&found.x, &sd, eps))?;
+                inverse = hessian.inverse(what, &names, FLAT_POSTERIOR)?;
+            }
             found.polish(&bridge, &inverse);
             Some((hessian.h, inverse))
         } else {

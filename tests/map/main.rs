@@ -6,3 +6,4 @@ mod common;
 
 mod dadvi;
 mod map_laplace;
+mod scale;
