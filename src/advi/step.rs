@@ -112,6 +112,16 @@ impl<F: Family> Advi<F> {
         let lp = to_f64_vec(&log_joint)?;
         let q_values = draw.q_values(&state.q, term)?;
         let estimate = self.objective.estimate(&lp, q_values.as_values());
+        if estimate.weights.len() != s {
+            return Err(Error::config(
+                "objective",
+                self.objective.name(),
+                format!(
+                    "its estimate must weigh each of the S = {s} draws; it gave {} weights",
+                    estimate.weights.len()
+                ),
+            ));
+        }
         if !estimate.value.is_finite() {
             let detail = describe_nonfinite_log_joint(&state.q, model, z.as_tensor(), &log_joint)?;
             return Ok(Step::Skipped { detail });

@@ -154,3 +154,33 @@ pub fn evaluate<M: LogJoint + ?Sized>(model: &M, z: &Tensor) -> Result<Tensor> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    /// Weighs one draw too few.
+    #[derive(Debug)]
+    struct Short;
+
+    impl Objective for Short {
+        fn name(&self) -> &'static str {
+            "short"
+        }
+        fn q_term(&self) -> QTerm {
+            QTerm::Entropy
+        }
+        fn estimate(&self, log_joint: &[f64], _q: QValues<'_>) -> Estimate {
+            Estimate { value: log_joint[0], weights: vec![1.0; log_joint.len() - 1] }
+        }
+    }
+
+    #[test]
+    fn an_objective_that_does_not_weigh_every_draw_is_a_clear_error() {
+        let model = crate::from_fn(2, |z: &Tensor| z.sqr()?.sum(1)? * -0.5);
+        let e = Advi::new(MeanField).dtype(DType::F64).samples(3).objective(Short).fit(&model).unwrap_err();
+        assert!(matches!(&e, Error::InvalidConfig { name: "objective", .. }), "{e:?}");
+        assert!(e.to_string().contains("S = 3"), "{e}");
+    }
+}
