@@ -3,13 +3,17 @@
 //! ```text
 //! ε [S, D] ~ N(0, I)                           seeded host noise
 //! z_s = T_λ(ε_s);  H(q) or log q(z_s)           the family
-//! log p(x, z_s),  g_s = ∇_z log p(x, z_s)       autodiff through the model only, z the leaf
+//! log p(x, z_s)                                 the model
 //! f, a_s = objective(log p, q's term)
-//! ∂f/∂λ = Σ_s a_s [g_s − 𝟙{LogQ} ∇_z log q_⊥(z_s)] ∂z_s/∂λ + 𝟙{Entropy} ∇_λ H(q)
-//!                                               in closed form on the host where the family offers it,
-//!                                               else by autodiff through z = T_λ(ε) and q's term
+//! ∂f/∂λ = Σ_s a_s [g_s − 𝟙{LogQ} ∇_z log q_⊥(z_s)] ∂z_s/∂λ + 𝟙{Entropy} ∇_λ H(q),  g_s = ∇_z log p(x, z_s)
 //! skip if f or the gradient is not finite;  g ← g · min(1, c/‖g‖);  λ ← optimiser(λ, g, η_t)
 //! ```
+//!
+//! Where the family offers its gradient in closed form on the host, the model sees the draws as
+//! a leaf: autodiff runs through the model alone and gives g_s, and the chain rule through
+//! z = μ + L ε runs on the host. Otherwise the model sees z = T_λ(ε) with its graph, and one
+//! backward pass of Σ_s a_s [log p(x, z_s) − 𝟙{LogQ} log q_⊥(z_s)] + 𝟙{Entropy} H(q) gives the
+//! same gradient.
 //!
 //! [`Advi::step`] adds the bookkeeping around one pass: the trace, the snapshots and the
 //! recovery from runs of non-finite steps, and the stopping rule.
@@ -107,8 +111,7 @@ impl<F: Family> Advi<F> {
         let closed_form = self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu();
         let mut draw = Draw::new(&state.q, eps, s, closed_form, &self.device)?;
         let term = self.objective.q_term();
-        let z = Var::from_tensor(&draw.z)?;
-        let log_joint = evaluate_rows(model, z.as_tensor(), rows.as_ref())?;
+        let log_joint = evaluate_rows(model, draw.z(), rows.as_ref())?;
         let lp = to_f64_vec(&log_joint)?;
         let q_values = draw.q_values(&state.q, term)?;
         let estimate = self.objective.estimate(&lp, q_values.as_values());
@@ -123,15 +126,14 @@ impl<F: Family> Advi<F> {
             ));
         }
         if !estimate.value.is_finite() {
-            let detail = describe_nonfinite_log_joint(&state.q, model, z.as_tensor(), &log_joint)?;
+            let detail = describe_nonfinite_log_joint(&state.q, model, &draw.z().detach(), &log_joint)?;
             return Ok(Step::Skipped { detail });
         }
         let sd = match self.loc_step {
             LocStep::Absolute => None,
             LocStep::ScaleRelative => Some(draw.marginal_sd(&state.q)?),
         };
-        let dlogp = log_joint.sum_all()?.backward()?.remove(z.as_tensor()); // None: log p ignores z
-        let (mut grads, values) = draw.gradient(&state.q, dlogp, &estimate.weights, term)?;
+        let (mut grads, values) = draw.gradient(&state.q, &log_joint, &estimate.weights, term)?;
         grads.scale(-1.0)?; // descent on −ELBO
         if let Some((i, bad)) = grads.first_nonfinite()? {
             let params = state.q.params();
@@ -152,17 +154,16 @@ impl<F: Family> Advi<F> {
 
 /// One step's draws of q, and what the family's part of the gradient needs.
 struct Draw {
-    /// z, `[S, D]`, detached: the leaf that the model is differentiated at.
-    z: Tensor,
     how: Pullback,
 }
 
 /// How the gradient in z is carried back to λ.
 enum Pullback {
-    /// In closed form on the host ([`HostGaussian`]).
-    Host { q: HostGaussian, eps: Vec<f64>, units: Vec<f64> },
-    /// By autodiff through z = T_λ(ε) (`z` keeps its graph; `entropy`, H(q) with its graph, once
-    /// the objective has asked for it).
+    /// In closed form on the host ([`HostGaussian`]): the model is differentiated at the leaf `z`
+    /// alone, and the chain rule through z = μ + L ε runs on the host.
+    Host { q: HostGaussian, z: Var, eps: Vec<f64>, units: Vec<f64> },
+    /// By autodiff: the model sees z = T_λ(ε) with its graph, and one backward pass runs through
+    /// the model and the family (`entropy`: H(q) with its graph, once the objective asked for it).
     Autodiff { eps: Tensor, z: Tensor, entropy: Option<Tensor> },
 }
 
@@ -190,12 +191,20 @@ impl Draw {
             if let Some(host) = q.host_gaussian()? {
                 let (z, units) = host.sample(&eps);
                 let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
-                return Ok(Draw { z, how: Pullback::Host { q: host, eps, units } });
+                return Ok(Draw { how: Pullback::Host { q: host, z: Var::from_tensor(&z)?, eps, units } });
             }
         }
         let eps = host_noise_tensor(eps, s, d, dtype, device)?;
         let z = q.rsample(&eps)?;
-        Ok(Draw { z: z.detach(), how: Pullback::Autodiff { eps, z, entropy: None } })
+        Ok(Draw { how: Pullback::Autodiff { eps, z, entropy: None } })
+    }
+
+    /// z, `[S, D]`, as the model sees it.
+    fn z(&self) -> &Tensor {
+        match &self.how {
+            Pullback::Host { z, .. } => z.as_tensor(),
+            Pullback::Autodiff { z, .. } => z,
+        }
     }
 
     /// H(q) or log q(z_s) of the draws.
@@ -217,18 +226,20 @@ impl Draw {
         })
     }
 
-    /// ∂f/∂λ (ascent) from ∇_z Σ_s log p(x, z_s) (`dlogp`, `[S, D]`) and the objective's weights
-    /// (formula in [`crate::objective`]), with q's parameter values when they were read to the host.
+    /// ∂f/∂λ (ascent) from the draws' log p(x, z_s) (`log_joint`, `[S]`, on the draws' graph)
+    /// and the objective's weights (formula in [`crate::objective`]), with q's parameter values
+    /// when they were read to the host.
     fn gradient<Q: VariationalFamily>(
         self,
         q: &Q,
-        dlogp: Option<Tensor>,
+        log_joint: &Tensor,
         weights: &[f64],
         term: QTerm,
     ) -> Result<(Gradient, Option<Vec<Vec<f64>>>)> {
         match self.how {
-            Pullback::Host { q: host, eps, units } => {
-                let dlogp = match dlogp {
+            Pullback::Host { q: host, z, eps, units } => {
+                // ∇_z Σ_s log p(x, z_s); none when log p ignores z
+                let dlogp = match log_joint.sum_all()?.backward()?.remove(z.as_tensor()) {
                     Some(g) => to_f64_vec(&g)?,
                     None => vec![0.0; eps.len()],
                 };
@@ -237,8 +248,8 @@ impl Draw {
             }
             Pullback::Autodiff { z, entropy, .. } => {
                 let (dtype, device) = (z.dtype(), z.device().clone());
-                // Σ_s a_s [g_s · z_s(λ) − 𝟙{LogQ} log q_⊥(z_s(λ))] + 𝟙{Entropy} H(q): its gradient in λ
-                // is the objective's (g_s fixed, λ held fixed inside log q_⊥)
+                // Σ_s a_s [log p(x, z_s(λ)) − 𝟙{LogQ} log q_⊥(z_s(λ))] + 𝟙{Entropy} H(q): its gradient
+                // in λ is the objective's (the weights fixed, λ held fixed inside log q_⊥)
                 let uniform = weights.iter().all(|&w| w == weights[0]);
                 let weighted_sum = |per_draw: Tensor| -> Result<Tensor> {
                     // [S] → Σ_s a_s x_s, a scalar multiply when every draw weighs the same
@@ -250,10 +261,7 @@ impl Draw {
                         .to_device(&device)?;
                     Ok((per_draw * a)?.sum_all()?)
                 };
-                let mut surrogate = match dlogp {
-                    Some(g) => weighted_sum((&z * g.detach())?.sum(1)?)?,
-                    None => Tensor::zeros((), dtype, &device)?,
-                };
+                let mut surrogate = weighted_sum(log_joint.clone())?;
                 surrogate = match (term, entropy) {
                     (QTerm::Entropy, Some(h)) => (surrogate + h)?,
                     (QTerm::Entropy, None) => match q.closed_form_entropy()? {
