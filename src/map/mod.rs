@@ -131,7 +131,13 @@ impl Reporting {
             dtype: self.dtype,
             device: self.device.clone(),
         };
-        let run = Run { method, stop_reason: StopReason::LbfgsConverged, iterations, trace, elapsed, stochastic: None };
+        let stop_reason = match &method {
+            Method::Laplace { lbfgs: c, .. } | Method::Dadvi { lbfgs: c, .. } if c.rounding_floor => {
+                StopReason::LbfgsRoundingFloor { grad_norm: c.grad_norm, tol_grad: c.tol_grad }
+            }
+            _ => StopReason::LbfgsConverged,
+        };
+        let run = Run { method, stop_reason, iterations, trace, elapsed, stochastic: None };
         evaluation.report(q, model, run)
     }
 }

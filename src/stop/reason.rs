@@ -26,8 +26,16 @@ pub enum StopReason {
         mcse: f64,
     },
     /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm is within its
-    /// tolerance, or f can decrease no further in floating point.
+    /// tolerance.
     LbfgsConverged,
+    /// L-BFGS stopped above its gradient tolerance because f can decrease no further in floating
+    /// point: the most a step along −∇f could gain is below f's rounding.
+    LbfgsRoundingFloor {
+        /// ‖∇f‖₂ where it stopped.
+        grad_norm: f64,
+        /// The tolerance it did not reach.
+        tol_grad: f64,
+    },
     /// A user's own rule ([`crate::stop::Rule`]) stopped the run.
     Custom {
         /// The rule's name.
@@ -51,6 +59,11 @@ impl fmt::Display for StopReason {
                  error of their average is {mcse:.3} sd"
             ),
             StopReason::LbfgsConverged => write!(f, "L-BFGS converged"),
+            StopReason::LbfgsRoundingFloor { grad_norm, tol_grad } => write!(
+                f,
+                "L-BFGS stopped at f's rounding floor: gradient norm {grad_norm:.2e}, above the tolerance {tol_grad:.0e}, \
+                 but no step can lower f in floating point"
+            ),
             StopReason::Custom { rule, value } => {
                 write!(f, "the rule `{rule}` stopped the run (statistic {value:.4e})")
             }

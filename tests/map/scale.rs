@@ -16,6 +16,7 @@ use crate::common::host;
 use elbo::map::{Dadvi, Laplace, Map};
 use elbo::prelude::*;
 use elbo::Method;
+use elbo::StopReason;
 use elbo_models::{ExactPosterior, LinearRegression};
 
 /// log N(z; m, diag(s²)) up to a constant, z `[K, D]`.
@@ -102,6 +103,19 @@ fn check_regression(scale: f64, dadvi: bool) {
             "  DADVI: {} iterations, {} evaluations, ‖∇‖ {:.2e}",
             lbfgs.iterations, lbfgs.evaluations, lbfgs.grad_norm
         );
+        // the stop reason says which: converged (within the tolerance) or the rounding floor
+        match dadvi.fit().stop_reason() {
+            StopReason::LbfgsConverged => assert!(
+                lbfgs.grad_norm <= lbfgs.tol_grad && !lbfgs.rounding_floor,
+                "scale {scale:e}: called converged at ‖∇‖ {:.2e} > {:.0e}",
+                lbfgs.grad_norm,
+                lbfgs.tol_grad
+            ),
+            StopReason::LbfgsRoundingFloor { grad_norm, tol_grad } => {
+                assert!(lbfgs.rounding_floor && grad_norm == lbfgs.grad_norm && tol_grad == lbfgs.tol_grad)
+            }
+            other => panic!("scale {scale:e}: DADVI stopped for {other:?}"),
+        }
     }
     for (i, sd) in sd.iter().enumerate() {
         let off = (mean[i] - exact.mean[i]).abs() / sd;
