@@ -14,6 +14,7 @@
 //!
 //! Nothing here depends on the rest of the crate: the public APIs (`crate::likelihood`,
 //! `crate::amortized`) build on these, never the other way round.
+#![allow(unsafe_code)] // the crate denies it everywhere else (Cargo.toml, [lints])
 
 pub(crate) mod adam;
 pub(crate) mod bernoulli;
