@@ -22,7 +22,7 @@ fn threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("logreg-threads");
     for setting in ["1", "2", "unset"] {
         let advi = Advi::new(FullRank).stop(StopRule::MaxSteps).dtype(DType::F64).samples(10).steps(usize::MAX);
-        let mut state = advi.init(&model).unwrap(); // (sets RAYON_NUM_THREADS=1 if unset)
+        let mut state = advi.init(&model).unwrap();
         match setting {
             "unset" => std::env::remove_var("RAYON_NUM_THREADS"),
             n => std::env::set_var("RAYON_NUM_THREADS", n),
