@@ -583,11 +583,7 @@ impl<F: Family> Advi<F> {
             return Err(crate::objective::no_entropy(q.name()));
         }
         if self.loc_step == LocStep::ScaleRelative && q.gaussian().is_none() {
-            return Err(Error::config(
-                "loc_step",
-                "ScaleRelative",
-                format!("the {} is not a Gaussian: it has no location and sds to measure steps in", q.name()),
-            ));
+            return Err(step::not_gaussian(q.name()));
         }
         Ok(())
     }

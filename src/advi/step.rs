@@ -99,7 +99,7 @@ impl<F: Family> Advi<F> {
     }
 
     /// The step pipeline, the same for every family, objective and device:
-    /// noise → draws (and q's term) → log p and its gradient in z → objective → gradient in λ →
+    /// noise → draws (and q's term) → log p → objective → gradient in λ →
     /// guard → clip → update.
     fn try_step<M: LogJoint + ?Sized>(&self, state: &mut SviState<F::Q>, model: &M) -> Result<Step> {
         let (s, d) = (self.samples, state.q.dim());
@@ -283,14 +283,19 @@ impl Draw {
             Pullback::Host { q: host, .. } => Ok(host.marginal_sd()),
             Pullback::Autodiff { .. } => match q.gaussian() {
                 Some(g) => to_f64_vec(&g.marginal_log_sd()?.exp()?),
-                None => Err(Error::config(
-                    "loc_step",
-                    "ScaleRelative",
-                    format!("the {} is not a Gaussian: it has no location and sds to measure steps in", q.name()),
-                )),
+                None => Err(not_gaussian(q.name())),
             },
         }
     }
+}
+
+/// The error for scale-relative location steps on a family that is not a Gaussian.
+pub(super) fn not_gaussian(family: &str) -> Error {
+    Error::config(
+        "loc_step",
+        "ScaleRelative",
+        format!("the {family} is not a Gaussian: it has no location and sds to measure steps in"),
+    )
 }
 
 /// The host noise as a `[S, D]` tensor of `dtype` on `device` (the values are exact in `dtype`).

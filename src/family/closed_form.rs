@@ -17,8 +17,8 @@
 //! On the CPU this replaces the autodiff graph through the family (its forward ops, their backward
 //! nodes and the zero-filled gradient buffers) by O(S·D) (mean-field) or O(S·D²) (full-rank) host
 //! arithmetic in f64. [`FamilyGradient::Autodiff`] takes the family's part by autodiff instead
-//! (the path on other devices, and for families without a closed form); the model is
-//! differentiated the same way on both.
+//! (the path on other devices, and for families without a closed form): one backward pass then
+//! runs through the model and the family together.
 
 use super::ScaleLink;
 use crate::linalg;
