@@ -113,13 +113,29 @@ pub(crate) fn minimize<P: Smooth>(
     method: &'static str,
     names: &[String],
 ) -> Result<Minimum> {
+    minimize_on_path(problem, x0, settings, method, names, None)
+}
+
+/// [`minimize`], recording into `path` the start and the iterate (x, f, ∇f) after every
+/// iteration, in order, whether or not the run converges (Pathfinder's raw material).
+pub(crate) fn minimize_on_path<P: Smooth>(
+    problem: &P,
+    x0: Vec<f64>,
+    settings: &Lbfgs,
+    method: &'static str,
+    names: &[String],
+    path: Option<Arc<Mutex<Vec<Point>>>>,
+) -> Result<Minimum> {
     settings.validate()?;
     let limit = problem.evaluations() + EVALUATIONS_PER_ITERATION * settings.max_iters.max(1);
     let adapter = Adapter { problem, best: RefCell::new(None), failure: RefCell::new(None), limit };
     let start_evaluations = problem.evaluations();
-    adapter.eval(&x0)?;
+    let (f0, g0) = adapter.eval(&x0)?;
     let origin = x0.clone();
-    let trace = Arc::new(Mutex::new(vec![adapter.best_value()]));
+    if let Some(Ok(mut path)) = path.as_ref().map(|p| p.lock()) {
+        path.push((x0.clone(), f0, g0));
+    }
+    let trace = Recorded { trace: Arc::new(Mutex::new(vec![adapter.best_value()])), path };
     let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
     // the first trial of L-BFGS proper: 1, divided by 10 whenever its line search met a non-finite f
     let mut lbfgs_step = 1.0f64;
@@ -135,7 +151,7 @@ pub(crate) fn minimize<P: Smooth>(
             rounding_floor,
             restarts,
         };
-        let trace = trace.lock().map(|t| t.clone()).unwrap_or_default();
+        let trace = trace.trace.lock().map(|t| t.clone()).unwrap_or_default();
         Ok(Minimum { x, value, gradient, convergence, trace })
     };
     loop {
@@ -186,6 +202,7 @@ pub(crate) fn minimize<P: Smooth>(
         }
         first_step = 1.0;
         let budget = settings.max_iters.saturating_sub(iterations);
+        let f_before = adapter.best_value();
         let (n, reason) = run(&adapter, adapter.best(), lbfgs_step, budget, settings, &trace)?;
         iterations += n;
         if adapter.failure_was_nonfinite() {
@@ -196,9 +213,12 @@ pub(crate) fn minimize<P: Smooth>(
             && matches!(reason, Some(TerminationReason::SolverExit(_) | TerminationReason::SolverConverged))
         {
             // a failed line search, or a change of f lost in rounding: done if f cannot decrease any
-            // further, else restart from the best point with fresh memory
+            // further, else restart from the best point with fresh memory. The floor test sees
+            // only the direction −∇f, which on a long, narrow ridge is across it: a run that still
+            // made progress is restarted instead, since its own directions went further.
+            let progressed = f_before - f > COST_ULPS * problem.epsilon() * f.abs();
             let (reached, kappa) = at_rounding_floor(problem, &x, f, &g);
-            if reached {
+            if reached && (!progressed || restarts >= MAX_RESTARTS) {
                 return done(iterations, restarts, true);
             }
             newton_step = kappa.map(|k| 1.0 / k);
@@ -273,7 +293,7 @@ fn run<P: Smooth>(
     alpha: f64,
     iterations: usize,
     settings: &Lbfgs,
-    trace: &Arc<Mutex<Vec<f64>>>,
+    trace: &Recorded,
 ) -> Result<(usize, Option<TerminationReason>)> {
     *adapter.failure.borrow_mut() = None;
     let mut line_search =
@@ -304,8 +324,15 @@ fn argmin_error(e: argmin::core::Error) -> Error {
     }
 }
 
-/// Records f after every iteration.
-struct Recorder(Arc<Mutex<Vec<f64>>>);
+/// What the runs record: f after every iteration, and the iterates themselves when asked.
+#[derive(Clone)]
+struct Recorded {
+    trace: Arc<Mutex<Vec<f64>>>,
+    path: Option<Arc<Mutex<Vec<Point>>>>,
+}
+
+/// Records f (and the iterate) after every iteration.
+struct Recorder(Recorded);
 
 impl Observe<IterState<Vec<f64>, Vec<f64>, (), (), (), f64>> for Recorder {
     fn observe_iter(
@@ -313,8 +340,13 @@ impl Observe<IterState<Vec<f64>, Vec<f64>, (), (), (), f64>> for Recorder {
         state: &IterState<Vec<f64>, Vec<f64>, (), (), (), f64>,
         _kv: &KV,
     ) -> std::result::Result<(), argmin::core::Error> {
-        if let Ok(mut trace) = self.0.lock() {
+        if let Ok(mut trace) = self.0.trace.lock() {
             trace.push(state.get_cost());
+        }
+        if let (Some(Ok(mut path)), Some(x), Some(g)) =
+            (self.0.path.as_ref().map(|p| p.lock()), state.get_param(), state.get_gradient())
+        {
+            path.push((x.clone(), state.get_cost(), g.clone()));
         }
         Ok(())
     }

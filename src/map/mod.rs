@@ -28,6 +28,7 @@ pub use bridge::NegLogJoint;
 pub use dadvi::{Dadvi, DadviFit};
 pub use laplace::Laplace;
 pub use lbfgs::Lbfgs;
+pub(crate) use lbfgs::{minimize_on_path, Point};
 pub use mode::{Map, MapFit};
 
 use std::time::Duration;
@@ -96,11 +97,11 @@ pub(crate) struct Reporting {
 }
 
 impl Reporting {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Reporting { seed: 0, elbo_draws: 1_000, diagnostics: true, dtype: DType::F64, device: Device::Cpu }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.elbo_draws < 2 {
             return Err(Error::config(
                 "elbo_draws",
@@ -115,7 +116,7 @@ impl Reporting {
     }
 
     /// The [`Fit`] of q: ELBO ± s.e. and PSIS k̂ on fresh draws, the summary by name, as ADVI's.
-    fn fit<Q: VariationalFamily, M: LogJoint + ?Sized>(
+    pub(crate) fn fit<Q: VariationalFamily, M: LogJoint + ?Sized>(
         &self,
         q: Q,
         model: &M,
@@ -135,6 +136,10 @@ impl Reporting {
             Method::Laplace { lbfgs: c, .. } | Method::Dadvi { lbfgs: c, .. } if c.rounding_floor => {
                 StopReason::LbfgsRoundingFloor { grad_norm: c.grad_norm, tol_grad: c.tol_grad }
             }
+            Method::Pathfinder { paths, .. } => StopReason::PathsEnded {
+                converged: paths.iter().flatten().filter(|p| p.lbfgs_note.is_none()).count(),
+                paths: paths.len(),
+            },
             _ => StopReason::LbfgsConverged,
         };
         let run = Run { method, stop_reason, iterations, trace, elapsed, stochastic: None };
