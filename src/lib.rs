@@ -56,7 +56,7 @@
 //! - **The observer slot** ([`observe`]): a progress bar, a trace log; observers change nothing.
 //! - **The engines**: [`advi`] (stochastic ascent: the one step pipeline, the recovery from
 //!   non-finite steps, the step-size search), [`map`] (MAP, Laplace and deterministic ADVI on
-//!   L-BFGS), [`amortized`] (q(z | x) from an encoder, the VAE's bounds).
+//!   L-BFGS), [`pathfinder`] (Gaussians along L-BFGS paths; ADVI's default start), [`amortized`] (q(z | x) from an encoder, the VAE's bounds).
 //! - **The report** ([`report`]): the one place a [`Fit`] is made: the ELBO ± s.e. on fresh
 //!   draws, PSIS k̂ and its verdict, the summary and draws by name ([`summary`]), each method's
 //!   own record.
@@ -81,6 +81,7 @@ pub mod noise;
 pub mod objective;
 pub mod observe;
 pub mod optim;
+pub mod pathfinder;
 pub mod report;
 pub mod runtime;
 pub mod special;
@@ -98,6 +99,7 @@ pub use likelihood::{glm, mixture};
 pub use model::{from_fn, FnModel, LogJoint, Model};
 pub use objective::{Estimator, Objective};
 pub use optim::{LocStep, LrSchedule, Optimizer};
+pub use pathfinder::Pathfinder;
 pub use report::psis as diagnose;
 pub use report::{Averaged, Fit, Method, Report, Stochastic};
 pub use stop::StopReason;

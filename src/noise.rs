@@ -29,6 +29,8 @@ pub enum Stream {
     Start = 3,
     /// The rows of each minibatch.
     Batches = 4,
+    /// Pathfinder's jittered starts and the draws behind its ELBO estimates.
+    Pathfinder = 5,
 }
 
 /// A seeded source of standard-normal noise tensors.
@@ -70,6 +72,11 @@ impl Noise {
 }
 
 impl Noise {
+    /// `n` host values uniform on [lo, hi).
+    pub fn uniform_host(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..n).map(|_| lo + (hi - lo) * self.rng.random::<f64>()).collect()
+    }
+
     /// `b` distinct row indices drawn uniformly from 0..n (a minibatch without replacement),
     /// as a u32 tensor `[b]` on `device`. Needs b ≤ n < 2³².
     pub fn rows(&mut self, n: usize, b: usize, device: &Device) -> Result<Tensor> {

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::optim::LocStep;
+use crate::pathfinder::PathRecord;
 use crate::stop::StopReason;
 
 /// Stochastic ascent's record of its run ([`crate::Advi`]).
@@ -28,6 +29,45 @@ pub struct Stochastic {
     pub final_lr: f64,
     /// The step-size search before the fit, if one ran.
     pub lr_search: Option<LrSearchReport>,
+    /// Where q started, and in which coordinates the steps ran.
+    pub start: StartRecord,
+}
+
+/// Where a stochastic fit started ([`crate::Advi::init_pathfinder`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StartRecord {
+    /// At a point (`init_loc`, `init_value`, `init_map`) with scale `init_scale`, or from a q
+    /// given to [`crate::Advi::init_from`]; steps in the model's coordinates.
+    Point,
+    /// At Pathfinder's Gaussian, with the steps in its whitened coordinates.
+    Pathfinder {
+        /// Its ELBO estimate along the path.
+        elbo: f64,
+        /// Gradient evaluations of log p(x, z) over its paths.
+        gradient_evaluations: usize,
+        /// Paths run, and how many failed.
+        paths: usize,
+        /// Paths that failed.
+        failed: usize,
+    },
+    /// Pathfinder failed (every path), so the fit started at the point instead; why.
+    PathfinderFailed(String),
+}
+
+impl fmt::Display for StartRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartRecord::Point => write!(f, "at the initial point, steps in the model's coordinates"),
+            StartRecord::Pathfinder { elbo, gradient_evaluations, paths, failed } => write!(
+                f,
+                "at Pathfinder's Gaussian (ELBO {elbo:.4}; {paths} paths, {failed} failed; {gradient_evaluations} \
+                 gradient evaluations), steps in its whitened coordinates"
+            ),
+            StartRecord::PathfinderFailed(why) => {
+                write!(f, "at the initial point, steps in the model's coordinates: Pathfinder failed ({why})")
+            }
+        }
+    }
 }
 
 impl Stochastic {
@@ -40,6 +80,7 @@ impl Stochastic {
         stop_reason: StopReason,
     ) -> fmt::Result {
         writeln!(f, "ADVI: {family}, {}, {}", self.objective, self.optimizer)?;
+        writeln!(f, "  started    {}", self.start)?;
         if let Some(search) = &self.lr_search {
             let tried: Vec<String> = search
                 .tried
@@ -142,6 +183,15 @@ pub enum Method {
         /// Its standard error for the choice of draws.
         elbo_se: f64,
     },
+    /// The best of the Gaussians along L-BFGS paths ([`crate::Pathfinder`]).
+    Pathfinder {
+        /// Every path in order: its record, or why it failed and was dropped.
+        paths: Vec<std::result::Result<PathRecord, String>>,
+        /// The path whose Gaussian q is (0-based).
+        best: usize,
+        /// Gradient evaluations of log p(x, z) over all the paths.
+        gradient_evaluations: usize,
+    },
 }
 
 impl Method {
@@ -167,6 +217,30 @@ impl Method {
                 writeln!(f, "DADVI: {family}, {draws} fixed draws{pairs}, L-BFGS")?;
                 lbfgs(f, c, *hessian_evaluations)?;
                 writeln!(f, "  ELBO       {elbo:.4} ± {elbo_se:.4} on the fixed draws (s.e. for the choice of draws)")
+            }
+            Method::Pathfinder { paths, best, gradient_evaluations } => {
+                let failed = paths.iter().filter(|p| p.is_err()).count();
+                writeln!(
+                    f,
+                    "Pathfinder: {family}, the best of {} paths ({failed} failed), {gradient_evaluations} gradient evaluations",
+                    paths.len()
+                )?;
+                for (i, path) in paths.iter().enumerate() {
+                    let mark = if i == *best { "*" } else { " " };
+                    match path {
+                        Ok(r) => writeln!(
+                            f,
+                            "  path {:<2}{mark} ELBO {:.4} at iterate {} of {}{}",
+                            i + 1,
+                            r.elbo,
+                            r.chosen,
+                            r.iterations,
+                            if r.lbfgs_note.is_some() { " (L-BFGS did not converge)" } else { "" }
+                        )?,
+                        Err(e) => writeln!(f, "  path {:<2}  failed: {e}", i + 1)?,
+                    }
+                }
+                Ok(())
             }
         }
     }

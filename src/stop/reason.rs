@@ -36,6 +36,15 @@ pub enum StopReason {
         /// The tolerance it did not reach.
         tol_grad: f64,
     },
+    /// Pathfinder's paths ended: `converged` of the `paths` L-BFGS runs reached their tolerance
+    /// (the others stopped at their iteration cap or a failed line search, and were used all the
+    /// same, or failed).
+    PathsEnded {
+        /// Paths whose L-BFGS converged.
+        converged: usize,
+        /// Paths run.
+        paths: usize,
+    },
     /// A user's own rule ([`crate::stop::Rule`]) stopped the run.
     Custom {
         /// The rule's name.
@@ -64,6 +73,9 @@ impl fmt::Display for StopReason {
                 "L-BFGS stopped at f's rounding floor: gradient norm {grad_norm:.2e}, above the tolerance {tol_grad:.0e}, \
                  but no step can lower f in floating point"
             ),
+            StopReason::PathsEnded { converged, paths } => {
+                write!(f, "Pathfinder's paths ended ({converged} of {paths} L-BFGS runs converged)")
+            }
             StopReason::Custom { rule, value } => {
                 write!(f, "the rule `{rule}` stopped the run (statistic {value:.4e})")
             }
