@@ -18,8 +18,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use super::{
-    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Family, Gaussian, HostGaussian, Init, ScaleLink,
-    VariationalFamily, HALF_LN_2PI,
+    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Affine, AffineKind, Family, Gaussian, HostGaussian,
+    Init, ScaleLink, VariationalFamily, HALF_LN_2PI,
 };
 use crate::linalg::{self, to_f64_vec as to_host};
 use crate::{Error, Result};
@@ -35,6 +35,16 @@ impl Family for FullRank {
         let mut l = vec![0.0; d * d];
         (0..d).for_each(|i| l[i * d + i] = init.scale);
         FullRankGaussian::new(&init.loc, &l, init.link, init.dtype, &init.device)
+    }
+
+    fn affine_kind(&self) -> AffineKind {
+        AffineKind::LowerTriangular
+    }
+
+    fn push_forward(&self, q: &FullRankGaussian, affine: &Affine) -> Result<FullRankGaussian> {
+        let loc = affine.apply(&to_host(q.loc.as_tensor())?);
+        let tril = affine.scale_tril(&to_host(&q.scale_tril()?.flatten_all()?)?);
+        FullRankGaussian::new(&loc, &tril, q.link, q.dtype(), &q.device())
     }
 }
 

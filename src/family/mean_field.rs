@@ -8,8 +8,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 
 use super::{
-    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Family, Gaussian, HostGaussian, Init, ScaleLink,
-    VariationalFamily, HALF_LN_2PI,
+    check_loc, gaussian_log_prob_of_noise, raw_scales, var_from, Affine, AffineKind, AffineScale, Family, Gaussian,
+    HostGaussian, Init, ScaleLink, VariationalFamily, HALF_LN_2PI,
 };
 use crate::linalg::to_f64_vec;
 use crate::Result;
@@ -23,6 +23,23 @@ impl Family for MeanField {
     fn init(&self, init: &Init) -> Result<MeanFieldGaussian> {
         let scale = vec![init.scale; init.loc.len()];
         MeanFieldGaussian::new(&init.loc, &scale, init.link, init.dtype, &init.device)
+    }
+
+    fn affine_kind(&self) -> AffineKind {
+        AffineKind::Diagonal
+    }
+
+    fn push_forward(&self, q: &MeanFieldGaussian, affine: &Affine) -> Result<MeanFieldGaussian> {
+        let AffineScale::Diagonal(a) = &affine.scale else {
+            return Err(crate::Error::config(
+                "affine",
+                "a triangular map",
+                "a mean-field Gaussian keeps diagonal maps only",
+            ));
+        };
+        let loc = affine.apply(&to_f64_vec(q.loc.as_tensor())?);
+        let scale: Vec<f64> = to_f64_vec(&q.scale()?)?.iter().zip(a).map(|(s, a)| s * a).collect();
+        MeanFieldGaussian::new(&loc, &scale, q.link, q.dtype(), &q.device())
     }
 }
 

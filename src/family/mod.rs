@@ -86,11 +86,13 @@
 //! # Ok::<(), elbo::Error>(())
 //! ```
 
+pub mod affine;
 pub mod closed_form;
 mod full_rank;
 mod mean_field;
 mod scale;
 
+pub use affine::{Affine, AffineKind, AffineScale};
 pub use closed_form::{FamilyGradient, HostGaussian};
 pub use full_rank::{FullRank, FullRankGaussian};
 pub use mean_field::{MeanField, MeanFieldGaussian};
@@ -215,6 +217,19 @@ pub trait Family: Clone {
 
     /// Makes q at its initial parameters.
     fn init(&self, init: &Init) -> Result<Self::Q>;
+
+    /// The affine maps z = m + A u under which q keeps its form ([`affine`]): a fit is run in
+    /// whitened coordinates u only for a family that has them. Default: none.
+    fn affine_kind(&self) -> AffineKind {
+        AffineKind::None
+    }
+
+    /// q's image under `affine`: the q of z = m + A u for u ~ `q`. Called only with a map of
+    /// [`Family::affine_kind`].
+    fn push_forward(&self, q: &Self::Q, affine: &Affine) -> Result<Self::Q> {
+        let _ = affine;
+        Err(crate::Error::config("family", q.name(), "this family keeps no affine map"))
+    }
 }
 
 /// Validates a scale vector and turns it into raw (unconstrained) values.
