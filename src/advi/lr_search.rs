@@ -123,7 +123,11 @@ impl LrSearch {
             let ratios = log_ratios(q, model, self.draws, advi.seed_value(), advi.dtype_value(), &advi.device_value())?;
             Ok(mean_se(&ratios))
         };
-        let initial_elbo = elbo_of(&advi.init(model)?.q)?.0;
+        let start = advi.init(model)?;
+        // from Pathfinder's start q may already be at the optimum: a step size then only has to
+        // keep the ELBO, within the trials' Monte Carlo error
+        let at_optimum = start.whitening.is_some();
+        let (initial_elbo, initial_se) = elbo_of(&start.q)?;
         let mut trials = Vec::new();
         for &loc_step in &self.loc_steps {
             let mut best_of_kind: Option<f64> = None;
@@ -150,7 +154,9 @@ impl LrSearch {
         let tried: Vec<(f64, LocStep, Option<f64>)> =
             trials.iter().map(|&(lr, k, e)| (lr, k, e.map(|e| e.0))).collect();
         match chosen {
-            Some((chosen, loc_step, Some((elbo, _)))) if elbo > initial_elbo => {
+            Some((chosen, loc_step, Some((elbo, se))))
+                if elbo > initial_elbo || (at_optimum && elbo > initial_elbo - 2.0 * se.hypot(initial_se)) =>
+            {
                 Ok(LrSearchReport { chosen, loc_step, tried, initial_elbo })
             }
             _ => Err(Error::config(

@@ -17,10 +17,13 @@
 //! - `step.rs`: the one step pipeline (noise → draws → log p → objective → gradient → update);
 //! - `state.rs`: what a fit carries from step to step;
 //! - `recovery.rs`: the start check and the recovery from non-finite steps;
-//! - `lr_search.rs`: the step-size search before a fit.
+//! - `lr_search.rs`: the step-size search before a fit;
+//! - `start.rs`: the default start at Pathfinder's Gaussian, with the steps in its whitened
+//!   coordinates.
 
 mod lr_search;
 mod recovery;
+mod start;
 mod state;
 mod step;
 
@@ -44,11 +47,13 @@ use crate::noise::{Noise, Stream};
 use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{FinishInfo, Observer, StartInfo, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState, UpdateRule};
-use crate::report::{Averaged, Evaluation, Fit, Method, Run, Stochastic};
+use crate::pathfinder::Pathfinder;
+use crate::report::{Averaged, Evaluation, Fit, Method, Run, StartRecord, Stochastic};
 use crate::stop::StopReason;
 use crate::stop::{Rule, StopRule, StopState};
 use crate::{runtime, Error, Result};
 use recovery::{all_finite, check_start, snapshot, validate_model};
+use start::{Begin, Whitened, Whitening};
 
 /// Settings of a stochastic-ELBO fit; the builder of every fit.
 ///
@@ -87,6 +92,11 @@ pub struct Advi<F: Family> {
     device: Device,
     start: Start,
     init_map: Option<Map>,
+    /// The default start: Pathfinder's Gaussian, steps in its whitened coordinates (None: the
+    /// point start).
+    pathfinder: Option<Pathfinder>,
+    /// The start once found (a step-size search's trials share it).
+    begin: Option<Begin>,
     batch: Option<usize>,
     clip_grad_norm: Option<f64>,
     stop: Option<StopRule>,
@@ -106,11 +116,13 @@ pub struct Advi<F: Family> {
 }
 
 impl<F: Family> Advi<F> {
-    /// Settings for fitting `family` with the defaults: 1 draw per step, at most 10,000 steps with
-    /// the stationary stopping rule ([`Advi::stop`]), seed 0,
-    /// Adam with η = 0.01 and a constant rate, the entropy estimator, F32 on the CPU, initial
-    /// location 0 and scale 0.1 with a log link, 1,000 fresh draws for the final ELBO and the PSIS
-    /// diagnostics, and failure after 20 non-finite steps in a row.
+    /// Settings for fitting `family` with the defaults: the start at Pathfinder's Gaussian with
+    /// the steps in its whitened coordinates, for the built-in families ([`Advi::init_pathfinder`];
+    /// other families start at location 0 and scale 0.1), 1 draw per step, at most 10,000 steps
+    /// with the stationary stopping rule ([`Advi::stop`]), seed 0, Adam with η = 0.01 and a
+    /// constant rate, the entropy estimator, F32 on the CPU, a log link for the scales, 1,000
+    /// fresh draws for the final ELBO and the PSIS diagnostics, and failure after 20 non-finite
+    /// steps in a row.
     pub fn new(family: F) -> Self {
         Advi {
             family,
@@ -125,6 +137,8 @@ impl<F: Family> Advi<F> {
             device: Device::Cpu,
             start: Start::default(),
             init_map: None,
+            pathfinder: Some(Pathfinder::new()),
+            begin: None,
             batch: None,
             clip_grad_norm: None,
             stop: None,
@@ -227,7 +241,8 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// The initial mean of q (length D); default zero.
+    /// The initial mean of q (length D), or with Pathfinder on, the start of its first path;
+    /// default zero.
     pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
         self.start.loc = Some(loc);
         self
@@ -244,10 +259,26 @@ impl<F: Family> Advi<F> {
     }
 
     /// Start q's mean at the posterior mode found by `map` (from `init_loc` / `init_value`), the
-    /// MAP in the unconstrained space; see [`crate::map::Map`]. Its curvature check is skipped: a
-    /// start needs no Hessian.
+    /// MAP in the unconstrained space, with scale `init_scale`; see [`crate::map::Map`]. Its
+    /// curvature check is skipped: a start needs no Hessian. This is a point start: it turns
+    /// Pathfinder off.
     pub fn init_map(mut self, map: Map) -> Self {
         self.init_map = Some(map);
+        self.pathfinder = None;
+        self
+    }
+
+    /// Where q starts: at the Gaussian `pathfinder` finds from `init_loc` / `init_value` (the
+    /// default, [`Pathfinder::new`]), with the steps run in its whitened coordinates (see
+    /// `start.rs`: z = m + A u with A Aᵀ its covariance, so that every step is in posterior sds
+    /// whatever the posterior's scale), or with `None` at the point (`init_loc`, `init_value`,
+    /// `init_map`) with scale `init_scale`, steps in the model's coordinates. Only families with
+    /// affine maps ([`Family::affine_kind`]: the built-in Gaussians) are whitened. When every
+    /// path fails, the fit starts at the point and its report says why
+    /// ([`crate::report::StartRecord`]).
+    pub fn init_pathfinder(mut self, pathfinder: Option<Pathfinder>) -> Self {
+        self.pathfinder = pathfinder;
+        self.begin = None;
         self
     }
 
@@ -269,9 +300,11 @@ impl<F: Family> Advi<F> {
         self
     }
 
-    /// The initial scale of q, L = scale · I (> 0); default 0.1.
+    /// The initial scale of q at a point start, L = scale · I (> 0); default 0.1. This is a
+    /// point start: it turns Pathfinder off ([`Advi::init_pathfinder`]).
     pub fn init_scale(mut self, scale: f64) -> Self {
         self.init_scale = scale;
+        self.pathfinder = None;
         self
     }
 
@@ -329,8 +362,12 @@ impl<F: Family> Advi<F> {
             let state = self.init(model)?;
             return self.run_with(state, model, observers);
         };
-        let report = search.run(self, model)?;
-        let advi = self.clone().lr(report.chosen).loc_step(report.loc_step);
+        // the trials and the fit share one start
+        let mut shared = self.clone();
+        self.validate()?;
+        shared.begin = Some(self.begin(model, &self.start_point(model)?)?);
+        let report = search.run(&shared, model)?;
+        let advi = shared.lr(report.chosen).loc_step(report.loc_step);
         let state = advi.init(model)?;
         let mut fit = advi.run_with(state, model, observers)?;
         fit.set_lr_search(report);
@@ -417,23 +454,48 @@ impl<F: Family> Advi<F> {
         })
     }
 
-    /// Validates the settings and the model and makes the initial state.
+    /// Validates the settings and the model and makes the initial state (running Pathfinder for
+    /// the default start). With Pathfinder's start, the state's q is in the whitened coordinates
+    /// u; the report's q is in the model's.
     pub fn init<M: LogJoint + ?Sized>(&self, model: &M) -> Result<SviState<F::Q>> {
         self.validate()?;
-        let mut loc = self.start.point(model)?;
-        if let Some(map) = &self.init_map {
-            loc = map.as_start(self.dtype, &self.device).init_loc(loc).fit(model)?.loc().to_vec();
-        }
-        let init =
-            Init { loc, scale: self.init_scale, link: self.link, dtype: self.dtype, device: self.device.clone() };
+        let loc = self.start_point(model)?;
+        let (whitening, record) = self.begin(model, &loc)?;
+        let (loc, scale) = match &whitening {
+            // q_u = N(0, I) is Pathfinder's Gaussian
+            Some(_) => (vec![0.0; loc.len()], 1.0),
+            None => (loc, self.init_scale),
+        };
+        let init = Init { loc, scale, link: self.link, dtype: self.dtype, device: self.device.clone() };
         let q = self.family.init(&init)?;
-        self.init_from(q, model)
+        self.state_from(q, model, whitening, record)
     }
 
-    /// Validates and makes the initial state from a given q (a warm start); q must have the
-    /// fit's dtype and device.
+    /// The point the fit (or Pathfinder's first path) starts from: `init_loc` / `init_value`, then
+    /// `init_map`'s search from there.
+    fn start_point<M: LogJoint + ?Sized>(&self, model: &M) -> Result<Vec<f64>> {
+        let loc = self.start.point(model)?;
+        match &self.init_map {
+            Some(map) => Ok(map.as_start(self.dtype, &self.device).init_loc(loc).fit(model)?.loc().to_vec()),
+            None => Ok(loc),
+        }
+    }
+
+    /// Validates and makes the initial state from a given q (a warm start), in the model's
+    /// coordinates; q must have the fit's dtype and device.
     pub fn init_from<M: LogJoint + ?Sized>(&self, q: F::Q, model: &M) -> Result<SviState<F::Q>> {
         self.validate()?;
+        self.state_from(q, model, None, StartRecord::Point)
+    }
+
+    /// The initial state from q, in the coordinates of `whitening` (None: the model's).
+    fn state_from<M: LogJoint + ?Sized>(
+        &self,
+        q: F::Q,
+        model: &M,
+        whitening: Option<Arc<Whitening>>,
+        start: StartRecord,
+    ) -> Result<SviState<F::Q>> {
         if q.dtype() != self.dtype || !q.device().same_device(&self.device) {
             return Err(Error::config(
                 "init_from",
@@ -441,13 +503,19 @@ impl<F: Family> Advi<F> {
                 format!("q must match the fit's dtype {:?} and device {:?}", self.dtype, self.device.location()),
             ));
         }
-        validate_model(&q, model, self.samples)?;
+        match &whitening {
+            Some(w) => validate_model(&q, &Whitened::new(model, w), self.samples)?,
+            None => validate_model(&q, model, self.samples)?,
+        }
         self.check_family(&q)?;
         let batches = self.batches(model)?;
-        check_start(&q, model, self.seed)?;
+        match &whitening {
+            Some(w) => check_start(&q, &Whitened::new(model, w), self.seed)?,
+            None => check_start(&q, model, self.seed)?,
+        }
         runtime::default_threads();
         let vars = q.params().into_iter().map(|(_, v)| v).collect();
-        let start = snapshot(&q)?;
+        let snapshot_at_start = snapshot(&q)?;
         Ok(SviState {
             optimizer: OptimizerState::with_rule(self.rule(), vars)?,
             q,
@@ -462,9 +530,11 @@ impl<F: Family> Advi<F> {
             iteration: 0,
             trace: Vec::with_capacity(self.steps.min(1 << 16)),
             // the start passed check_start: a point to return to
-            recovery: Recovery::new(start, self.max_consecutive_nonfinite)?,
+            recovery: Recovery::new(snapshot_at_start, self.max_consecutive_nonfinite)?,
             lr_scale: 1.0,
             elapsed: Duration::ZERO,
+            whitening,
+            start,
         })
     }
 
@@ -554,6 +624,7 @@ impl<F: Family> Advi<F> {
             rule_halvings,
             final_lr: self.lr_at(&state),
             lr_search: None,
+            start: state.start.clone(),
         };
         let run = Run {
             method: Method::Advi,
@@ -563,7 +634,11 @@ impl<F: Family> Advi<F> {
             elapsed: state.elapsed,
             stochastic: Some(stochastic),
         };
-        self.evaluation().report(state.q, model, run)
+        let q = match &state.whitening {
+            Some(w) => self.family.push_forward(&state.q, &w.affine)?,
+            None => state.q,
+        };
+        self.evaluation().report(q, model, run)
     }
 
     /// How the fitted q is evaluated: the ELBO's fresh draws and PSIS.

@@ -134,6 +134,16 @@ impl Recovery {
         Ok(())
     }
 
+    /// The parameters were moved to new coordinates: `vars` as they are now is the point to
+    /// return to, as at a start.
+    pub(crate) fn rebase(&mut self, vars: impl IntoIterator<Item = impl Borrow<Var>>) -> Result<()> {
+        for (buffer, var) in self.last_good.iter().zip(vars) {
+            buffer.set(var.borrow().as_tensor())?;
+        }
+        (self.taken_in_a_row, self.moved) = (0, false);
+        Ok(())
+    }
+
     /// Step `iteration` (from 0) was skipped because of `detail`. At the limit of skips in a
     /// row: restores `vars`, resets `optimizer` and returns [`Recovered::Restored`], or fails.
     pub fn skipped(

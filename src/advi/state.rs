@@ -1,13 +1,16 @@
 //! What a fit carries from step to step ([`SviState`], a value), and what one step did
 //! ([`Step`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::recovery::Recovery;
+use super::start::Whitening;
 
 use crate::average::Averager;
 use crate::noise::Noise;
 use crate::optim::OptimizerState;
+use crate::report::StartRecord;
 use crate::stop::StopReason;
 use crate::stop::StopState;
 
@@ -29,7 +32,8 @@ pub enum Step {
 /// Everything a fit carries from step to step.
 #[derive(Debug)]
 pub struct SviState<Q> {
-    /// The variational family at its current parameters.
+    /// The variational family at its current parameters: in the whitened coordinates u of
+    /// Pathfinder's start when the fit has one (z = m + A u; the report's q is in z).
     pub q: Q,
     pub(super) optimizer: OptimizerState,
     pub(super) noise: Noise,
@@ -48,6 +52,10 @@ pub struct SviState<Q> {
     /// The factor on the step size (halved after each recovery from non-finite steps).
     pub(super) lr_scale: f64,
     pub(super) elapsed: Duration,
+    /// The whitened coordinates q lives in (None: the model's).
+    pub(super) whitening: Option<Arc<Whitening>>,
+    /// Where the fit started.
+    pub(super) start: StartRecord,
 }
 
 impl<Q> SviState<Q> {

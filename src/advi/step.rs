@@ -18,11 +18,13 @@
 //! [`Advi::step`] adds the bookkeeping around one pass: the trace, the snapshots and the
 //! recovery from runs of non-finite steps, and the stopping rule.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::recovery::{describe_nonfinite_gradient, describe_nonfinite_log_joint, scalar, Recovered};
+use super::start::{Whitened, Whitening};
 use super::{Advi, Step, SviState};
 use crate::family::{Family, FamilyGradient, HostGaussian, VariationalFamily};
 use crate::linalg::to_f64_vec;
@@ -71,6 +73,9 @@ impl<F: Family> Advi<F> {
                 }
             }
         }
+        if matches!(step, Step::Taken { .. }) && self.adapt_whitening(state)? {
+            return Ok(step);
+        }
         match &mut state.stop {
             StopState::Stationary(rule) => match rule.observe(&state.q, state.iteration)? {
                 Decision::Continue => {}
@@ -109,10 +114,22 @@ impl<F: Family> Advi<F> {
             _ => None,
         };
         let closed_form = self.family_gradient == FamilyGradient::ClosedForm && self.device.is_cpu();
-        let mut draw = Draw::new(&state.q, eps, s, closed_form, &self.device)?;
+        let whitening = state.whitening.clone();
+        let mut draw = Draw::new(&state.q, eps, s, closed_form, &self.device, whitening.clone())?;
         let term = self.objective.q_term();
-        let log_joint = evaluate_rows(model, draw.z(), rows.as_ref())?;
-        let lp = to_f64_vec(&log_joint)?;
+        // log p_u(u) = log p(x, m + A u) + log |det A| in whitened coordinates: on the host path
+        // the draws are already in z, elsewhere the model is seen through the map
+        let (log_joint, log_det) = match (&whitening, &draw.how) {
+            (None, _) => (evaluate_rows(model, draw.z(), rows.as_ref())?, 0.0),
+            (Some(w), Pullback::Host { .. }) => (evaluate_rows(model, draw.z(), rows.as_ref())?, w.affine.log_det()),
+            (Some(w), Pullback::Autodiff { .. }) => {
+                (evaluate_rows(&Whitened::new(model, w), draw.z(), rows.as_ref())?, 0.0)
+            }
+        };
+        let mut lp = to_f64_vec(&log_joint)?;
+        if log_det != 0.0 {
+            lp.iter_mut().for_each(|v| *v += log_det);
+        }
         let q_values = draw.q_values(&state.q, term)?;
         let estimate = self.objective.estimate(&lp, q_values.as_values());
         if estimate.weights.len() != s {
@@ -126,7 +143,13 @@ impl<F: Family> Advi<F> {
             ));
         }
         if !estimate.value.is_finite() {
-            let detail = describe_nonfinite_log_joint(&state.q, model, &draw.z().detach(), &log_joint)?;
+            let z = draw.z().detach();
+            let detail = match (&whitening, &draw.how) {
+                (Some(w), Pullback::Autodiff { .. }) => {
+                    describe_nonfinite_log_joint(&state.q, &Whitened::new(model, w), &z, &log_joint)?
+                }
+                _ => describe_nonfinite_log_joint(&state.q, model, &z, &log_joint)?,
+            };
             return Ok(Step::Skipped { detail });
         }
         let sd = match self.loc_step {
@@ -160,8 +183,9 @@ struct Draw {
 /// How the gradient in z is carried back to λ.
 enum Pullback {
     /// In closed form on the host ([`HostGaussian`]): the model is differentiated at the leaf `z`
-    /// alone, and the chain rule through z = μ + L ε runs on the host.
-    Host { q: HostGaussian, z: Var, eps: Vec<f64>, units: Vec<f64> },
+    /// alone, and the chain rule through z = μ + L ε (and z = m + A u in whitened coordinates)
+    /// runs on the host.
+    Host { q: Box<HostGaussian>, z: Var, eps: Vec<f64>, units: Vec<f64>, whitening: Option<Arc<Whitening>> },
     /// By autodiff: the model sees z = T_λ(ε) with its graph, and one backward pass runs through
     /// the model and the family (`entropy`: H(q) with its graph, once the objective asked for it).
     Autodiff { eps: Tensor, z: Tensor, entropy: Option<Tensor> },
@@ -185,13 +209,24 @@ impl QOwned {
 impl Draw {
     /// z = T_λ(ε) from the host noise `eps` (`[S, D]` row-major): on the host where the family
     /// has its gradient in closed form and `closed_form` allows it, else as a tensor graph.
-    fn new<Q: VariationalFamily>(q: &Q, eps: Vec<f64>, s: usize, closed_form: bool, device: &Device) -> Result<Self> {
+    fn new<Q: VariationalFamily>(
+        q: &Q,
+        eps: Vec<f64>,
+        s: usize,
+        closed_form: bool,
+        device: &Device,
+        whitening: Option<Arc<Whitening>>,
+    ) -> Result<Self> {
         let (d, dtype) = (q.dim(), q.dtype());
         if closed_form {
             if let Some(host) = q.host_gaussian()? {
-                let (z, units) = host.sample(&eps);
+                let (mut z, units) = host.sample(&eps);
+                if let Some(w) = &whitening {
+                    z = z.chunks(d).flat_map(|u| w.affine.apply(u)).collect();
+                }
                 let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
-                return Ok(Draw { how: Pullback::Host { q: host, z: Var::from_tensor(&z)?, eps, units } });
+                let z = Var::from_tensor(&z)?;
+                return Ok(Draw { how: Pullback::Host { q: Box::new(host), z, eps, units, whitening } });
             }
         }
         let eps = host_noise_tensor(eps, s, d, dtype, device)?;
@@ -237,12 +272,16 @@ impl Draw {
         term: QTerm,
     ) -> Result<(Gradient, Option<Vec<Vec<f64>>>)> {
         match self.how {
-            Pullback::Host { q: host, z, eps, units } => {
+            Pullback::Host { q: host, z, eps, units, whitening } => {
                 // ∇_z Σ_s log p(x, z_s); none when log p ignores z
-                let dlogp = match log_joint.sum_all()?.backward()?.remove(z.as_tensor()) {
+                let mut dlogp = match log_joint.sum_all()?.backward()?.remove(z.as_tensor()) {
                     Some(g) => to_f64_vec(&g)?,
                     None => vec![0.0; eps.len()],
                 };
+                // in whitened coordinates, ∇_u = Aᵀ ∇_z
+                if let Some(w) = &whitening {
+                    dlogp = dlogp.chunks(host.dim()).flat_map(|g| w.affine.transpose_apply(g)).collect();
+                }
                 let grads = host.gradient(&eps, &units, &dlogp, weights, term);
                 Ok((Gradient::Host(grads), Some(host.into_values())))
             }

@@ -20,7 +20,7 @@ pub mod psis;
 mod record;
 
 pub(crate) use evaluate::{log_ratios, mean_se, Evaluation, Run};
-pub use record::{Averaged, Convergence, LrSearchReport, Method, Stochastic};
+pub use record::{Averaged, Convergence, LrSearchReport, Method, StartRecord, Stochastic};
 
 use std::fmt;
 use std::time::Duration;

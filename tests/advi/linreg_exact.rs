@@ -98,7 +98,8 @@ fn the_elbo_of_the_initial_q_is_far_below_the_evidence() {
     // A fit of 0 steps reports the initial q (loc 0, scale 0.1): its ELBO must equal
     // log p(y) − KL too, which checks the estimator away from the optimum where KL is large.
     let (model, exact) = problem();
-    let fit = Advi::new(FullRank).dtype(DType::F64).steps(0).elbo_draws(4_000).fit(&model).unwrap();
+    let fit =
+        Advi::new(FullRank).dtype(DType::F64).init_pathfinder(None).steps(0).elbo_draws(4_000).fit(&model).unwrap();
     assert_eq!(fit.iterations(), 0);
     let mean = host(&fit.mean().unwrap());
     let cov = host(&fit.covariance().unwrap());

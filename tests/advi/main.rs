@@ -7,6 +7,8 @@
 //! - `determinism`: one seed, bit-identical fits; stepping by hand equals `fit`;
 //! - `minibatch`: the scaled minibatch log joint and minibatch fits;
 //! - `robust`: restoring and halving after non-finite steps, gradient-norm clipping;
+//! - `scale`: the defaults on regressions with posterior sds from 1e-3 to 1e3 and on covariates
+//!   around 2,000, against exact posteriors;
 //! - `errors`: bad settings, shapes, dtypes and data, and non-finite steps named.
 
 #[path = "../common/mod.rs"]
@@ -18,3 +20,4 @@ mod errors;
 mod linreg_exact;
 mod minibatch;
 mod robust;
+mod scale;

@@ -17,10 +17,12 @@ fn edge() -> impl LogJoint {
 
 #[test]
 fn an_overshoot_into_a_nan_region_is_survived_by_restoring_and_halving() {
-    // from z = −8 with Adam at η = 4, the first steps overshoot past 10 and every draw is NaN
+    // from the point z = −8 with Adam at η = 4, the first steps overshoot past 10 and every draw
+    // is NaN
     for lr in [4.0, 8.0] {
         let fit = Advi::new(MeanField)
             .dtype(DType::F64)
+            .init_pathfinder(None)
             .lr(lr)
             .steps(3_000)
             .seed(3)
@@ -35,7 +37,13 @@ fn an_overshoot_into_a_nan_region_is_survived_by_restoring_and_halving() {
         assert!(fit.to_string().contains("restored"), "{fit}");
     }
     // an ordinary step size never needs it
-    let calm = Advi::new(MeanField).dtype(DType::F64).steps(3_000).init_value("z", [-8.0]).fit(&edge()).unwrap();
+    let calm = Advi::new(MeanField)
+        .dtype(DType::F64)
+        .init_pathfinder(None)
+        .steps(3_000)
+        .init_value("z", [-8.0])
+        .fit(&edge())
+        .unwrap();
     assert_eq!((calm.step_size_halvings(), calm.skipped_steps()), (0, 0));
 }
 
@@ -44,8 +52,14 @@ fn steep() -> impl LogJoint {
     elbo::from_fn(1, |z: &Tensor| (z.squeeze(1)? - 1.0)?.sqr()? * -5_000.0)
 }
 
+/// Plain SGD from the point start (0, scale 0.1), in the model's coordinates.
 fn sgd() -> Advi<MeanField> {
-    Advi::new(MeanField).dtype(DType::F64).optimizer(Optimizer::Sgd { lr: 0.1 }).steps(2_000).seed(3)
+    Advi::new(MeanField)
+        .dtype(DType::F64)
+        .init_pathfinder(None)
+        .optimizer(Optimizer::Sgd { lr: 0.1 })
+        .steps(2_000)
+        .seed(3)
 }
 
 #[test]

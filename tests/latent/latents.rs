@@ -14,8 +14,10 @@ fn message<T: std::fmt::Debug>(r: elbo::Result<T>) -> (Error, String) {
     (e, m)
 }
 
+/// A short fit from the point start (`init_loc` / `init_value`, scale 0.1): these tests are
+/// about where q starts and what is reported of it.
 fn advi() -> Advi<MeanField> {
-    Advi::new(MeanField).dtype(DType::F64).steps(20).elbo_draws(10)
+    Advi::new(MeanField).dtype(DType::F64).init_pathfinder(None).steps(20).elbo_draws(10)
 }
 
 /// mu ~ N(0, 1), tau ~ Exponential(1), theta ~ N(0, 1)⁸ (no data): every density written by hand, so

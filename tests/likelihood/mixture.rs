@@ -266,8 +266,10 @@ mod model {
     fn same_path<F: Family + Clone>(family: F, batch: Option<usize>) {
         let (fused, _) = GaussianMixture::simulate(3, 2, 400, 3).unwrap();
         let composite = Composite::new(fused.x(), 3);
+        // from the point start: Pathfinder's L-BFGS would amplify the two models' rounding differences
         let mut advi = Advi::new(family)
             .dtype(DType::F64)
+            .init_pathfinder(None)
             .samples(2)
             .lr(0.02)
             .steps(300)

@@ -68,10 +68,10 @@ fn the_default_rule_stops_a_full_rank_fit_of_a_correlated_gaussian() {
 
 #[test]
 fn a_far_optimum_is_not_stopped_early() {
-    // Means 40 and −25 sds away from the start: Adam at η = 0.01 moves at most about 0.01 a step,
+    // Means 40 and −25 sds away from the point start: Adam at η = 0.01 moves at most about 0.01 a step,
     // so no honest rule can stop before step 4,000.
     let (model, mu, sd) = diagonal_target([-12.5, 0.0, 80.0]);
-    let fit = Advi::new(MeanField).dtype(DType::F64).steps(40_000).seed(2).fit(&model).unwrap();
+    let fit = Advi::new(MeanField).dtype(DType::F64).init_pathfinder(None).steps(40_000).seed(2).fit(&model).unwrap();
     assert!(matches!(fit.stop_reason(), StopReason::Stationary { .. }), "{fit}");
     let averaged = fit.averaged().unwrap();
     assert!(averaged.since > 4_000, "the average starts at step {} (the travel takes ≥ 4,000)", averaged.since);
@@ -147,6 +147,7 @@ fn the_step_size_search_keeps_the_smallest_step_as_good_as_the_best_and_fails_wh
     let (model, mu, sd) = diagonal_target([-3.0, 0.0, 3.0]);
     let fit = Advi::new(MeanField)
         .dtype(DType::F64)
+        .init_pathfinder(None)
         .seed(0)
         .steps(30_000)
         .lr_search(LrSearch::default())
@@ -175,13 +176,14 @@ fn the_step_size_search_keeps_the_smallest_step_as_good_as_the_best_and_fails_wh
 
 #[test]
 fn the_step_size_search_fits_scales_of_1e3_and_1e_3_together_where_the_default_crawls() {
-    // means 2000 and 0.002, sds 1000 and 0.001. Adam's absolute steps of the default η = 0.01
-    // crawl on the first (still more than 1 sd away after 30,000 steps); no absolute η suits both
-    // scales. The search tries steps relative to q's sds too, and the rule then halves η until
-    // the average stops moving (a large η's stationary bias goes with it).
+    // means 2000 and 0.002, sds 1000 and 0.001. From the point start (0, scale 0.1), in the
+    // model's coordinates, Adam's absolute steps of the default η = 0.01 crawl on the first
+    // (still more than 1 sd away after 30,000 steps); no absolute η suits both scales. The search
+    // tries steps relative to q's sds too, and the rule then halves η until the average stops
+    // moving (a large η's stationary bias goes with it).
     let (mu, sd) = ([2_000.0, 0.002], [1_000.0, 0.001]);
     let model = gaussian_target(mu.to_vec(), &[sd[0], 0.0, 0.0, sd[1]]);
-    let advi = Advi::new(MeanField).dtype(DType::F64).steps(30_000).seed(0);
+    let advi = Advi::new(MeanField).dtype(DType::F64).init_pathfinder(None).steps(30_000).seed(0);
     let default = advi.clone().fit(&model).unwrap();
     let mean = host(&default.mean().unwrap());
     assert!(((mean[0] - mu[0]) / sd[0]).abs() > 1.0, "the default: {mean:?}");
@@ -195,12 +197,17 @@ fn the_step_size_search_fits_scales_of_1e3_and_1e_3_together_where_the_default_c
 
 #[test]
 fn scale_relative_location_steps_fit_scales_of_1e3_and_1e_3_together() {
-    // means 2000 and 0.002, sds 1000 and 0.001. Adam's absolute steps of η = 0.01 crawl on the
-    // first (still more than 1 sd away after 20,000 steps) and jitter by sds on the second; no
-    // absolute η suits both (benches/README.md). Steps of η = 0.03 of q's sd suit every scale.
+    // means 2000 and 0.002, sds 1000 and 0.001. From the point start, Adam's absolute steps of
+    // η = 0.01 crawl on the first (still more than 1 sd away after 20,000 steps) and jitter by sds
+    // on the second; no absolute η suits both (benches/README.md). Steps of η = 0.03 of q's sd
+    // suit every scale, and so does the default start (Pathfinder, steps in its whitened
+    // coordinates).
     let (mu, sd) = ([2_000.0, 0.002], [1_000.0, 0.001]);
     let model = gaussian_target(mu.to_vec(), &[sd[0], 0.0, 0.0, sd[1]]);
-    let advi = Advi::new(MeanField).dtype(DType::F64).steps(30_000).seed(0);
+    let default = Advi::new(MeanField).dtype(DType::F64).seed(0).fit(&model).unwrap();
+    let (mean_err, sd_err) = errors(&default, &mu, &sd);
+    assert!(mean_err < 0.05 && sd_err < 0.05, "the default: mean {mean_err:.4} sd, sd {sd_err:.4}\n{default}");
+    let advi = Advi::new(MeanField).dtype(DType::F64).init_pathfinder(None).steps(30_000).seed(0);
     let absolute = advi.clone().fit(&model).unwrap();
     let mean = host(&absolute.mean().unwrap());
     assert!(((mean[0] - mu[0]) / sd[0]).abs() > 1.0, "absolute steps: {mean:?}");
