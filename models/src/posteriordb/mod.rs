@@ -162,7 +162,7 @@ impl Posterior {
                 path: folder.display().to_string(),
                 problem: format!(
                     "is not a folder: the development set lives in {} of this repository (one folder per \
-                     posterior, each with data.json and reference.json); point at that folder",
+                     posterior, each with data.json and reference.json): give the path of that folder",
                     data_dir().display()
                 ),
             })
