@@ -9,6 +9,8 @@
 //! - [`LogisticRegression`]: Bayesian logistic regression, w, b ~ N(0, 1);
 //! - [`GaussianMixture`]: the Bayesian isotropic Gaussian mixture with the assignments summed out
 //!   (an [`elbo::Model`] with named latents `w`, `mu`, `sigma`; supports minibatches);
+//! - [`posteriordb`]: the development set of eight real posteriors from posteriordb, each an
+//!   [`elbo::Model`] with its data and reference moments;
 //! - [`Vae`]: the variational autoencoder with MLP encoder and decoder (amortised VI), trained by
 //!   [`VaeTrainer`]; [`idx`] reads the MNIST-format image files it is usually fed.
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@ mod gaussian_mixture;
 pub mod idx;
 mod linear_regression;
 mod logistic_regression;
+pub mod posteriordb;
 mod vae;
 
 pub use eight_schools::EightSchools;

@@ -3,6 +3,8 @@
 //! - `eight_schools`: `EightSchools` against statrs and the peers, its fused gradient, a fit;
 //! - `idx`: the IDX reader and writer (`elbo_models::idx`);
 //! - `peers`: the models' log joints against the peers' ports (`GaussianMixture`);
+//! - `posteriordb`: the development set's eight posteriors against plain f64 log densities, their
+//!   constraint layouts and Jacobians, and the comparison with the reference moments;
 //! - `vae`: `Vae` and `VaeTrainer` (the IWAE bound, training, β, the Gaussian decoder,
 //!   checkpoints);
 //! - `vae_recovery`: the trainer's non-finite handling (skip, restore, halve, fail), its observers
@@ -14,5 +16,6 @@
 mod eight_schools;
 mod idx;
 mod peers;
+mod posteriordb;
 mod vae;
 mod vae_recovery;
