@@ -38,7 +38,8 @@ use elbo::diagnose::{Diagnostics, Verdict};
 use elbo::map::{Dadvi, Laplace};
 use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;
-use elbo::{Draws, Method as Record};
+use elbo::report::StartRecord;
+use elbo::{Draws, Method as Record, Pathfinder};
 use elbo_models::posteriordb::{data_dir, BoxedModel, Comparison, Posterior, Quality, Reference};
 
 #[path = "common/entry.rs"]
@@ -69,7 +70,7 @@ struct Args {
     /// ark, arma, hmm, gauss_mix, mesquite, nes); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Methods to run, comma-separated (advi-fullrank, advi-meanfield, laplace, dadvi); all by
+    /// Methods to run, comma-separated (advi-fullrank, advi-meanfield, pathfinder, laplace, dadvi); all by
     /// default.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<String>,
@@ -130,6 +131,10 @@ fn methods() -> Vec<MethodRow> {
             let fit = Advi::new(MeanField).dtype(DType::F64).seed(seed).fit(&**model)?;
             Ok(vec![outcome(&fit, n)?])
         }),
+        MethodRow::new("pathfinder", |model, seed, n| {
+            let fit = Pathfinder::new().dtype(DType::F64).seed(seed).fit(&**model)?;
+            Ok(vec![outcome(&fit, n)?])
+        }),
         MethodRow::new("laplace", |model, seed, n| {
             let fit = Laplace::new().dtype(DType::F64).seed(seed).fit(&**model)?;
             Ok(vec![outcome(&fit, n)?])
@@ -165,7 +170,13 @@ fn outcome<Q: VariationalFamily>(fit: &Fit<Q>, n: usize) -> elbo::Result<Outcome
             (lbfgs.evaluations + hessian_evaluations) * draws,
             lbfgs.evaluations
         ),
-        _ => format!("{} steps", fit.iterations()),
+        Record::Pathfinder { gradient_evaluations, .. } => format!("{gradient_evaluations} gradient evaluations"),
+        _ => match fit.stochastic().map(|s| &s.start) {
+            Some(StartRecord::Pathfinder { gradient_evaluations, .. }) => {
+                format!("{} steps + {gradient_evaluations} Pathfinder", fit.iterations())
+            }
+            _ => format!("{} steps", fit.iterations()),
+        },
     };
     Ok(Outcome { variant: "", draws: fit.draws(n)?, k_hat: fit.k_hat(), work, stop: stop_reason(fit.stop_reason()) })
 }
