@@ -48,7 +48,7 @@ use crate::objective::{Estimator, Objective, QTerm};
 use crate::observe::{FinishInfo, Observer, StartInfo, StepInfo};
 use crate::optim::{LocStep, LrSchedule, Optimizer, OptimizerState, UpdateRule};
 use crate::pathfinder::Pathfinder;
-use crate::report::{Averaged, Evaluation, Fit, Method, Run, StartRecord, Stochastic};
+use crate::report::{log_ratios, mean_se, Averaged, Evaluation, Fit, Method, Run, StartRecord, Stochastic};
 use crate::stop::StopReason;
 use crate::stop::{Rule, StopRule, StopState};
 use crate::{runtime, Error, Result};
@@ -589,6 +589,7 @@ impl<F: Family> Advi<F> {
     fn report<M: LogJoint + ?Sized>(&self, state: SviState<F::Q>, model: &M, reason: StopReason) -> Result<Fit<F::Q>> {
         // Iterate averaging: q becomes the average of the stationary window, if one was found.
         let mut averaged = None;
+        let mut rhat_at_cap = None;
         let mut rule_halvings = 0;
         if let StopState::Stationary(rule) = &state.stop {
             rule_halvings = rule.halvings();
@@ -597,6 +598,16 @@ impl<F: Family> Advi<F> {
                     var.set(&host_tensor(value, var)?)?;
                 }
                 averaged = Some(Averaged { since: window.since, steps, mcse: window.mcse });
+            } else if reason == StopReason::MaxSteps {
+                // the cap came first: q is the average of the latest half of the iterates or the
+                // last one, whichever has the larger ELBO, and how far from stationary they were
+                // is said
+                if let Some((since, steps, mean, rhat)) = rule.latest_half() {
+                    rhat_at_cap = Some(rhat);
+                    if self.average_is_better(&state, model, mean)? {
+                        averaged = Some(Averaged { since, steps, mcse: f64::NAN });
+                    }
+                }
             }
         }
         if let (None, Some(average)) = (averaged, state.averager.as_ref().and_then(|a| a.average())) {
@@ -625,6 +636,7 @@ impl<F: Family> Advi<F> {
             final_lr: self.lr_at(&state),
             lr_search: None,
             start: state.start.clone(),
+            rhat_at_cap,
         };
         let run = Run {
             method: Method::Advi,
@@ -639,6 +651,37 @@ impl<F: Family> Advi<F> {
             None => state.q,
         };
         self.evaluation().report(q, model, run)
+    }
+
+    /// Sets q to the averaged parameters `mean` if their ELBO beats the current ones' on the same
+    /// 256 draws (else leaves q as it is); returns whether it did.
+    fn average_is_better<M: LogJoint + ?Sized>(
+        &self,
+        state: &SviState<F::Q>,
+        model: &M,
+        mean: Vec<Vec<f64>>,
+    ) -> Result<bool> {
+        const DRAWS: usize = 256;
+        let elbo = |q: &F::Q| -> Result<f64> {
+            let ratios = match &state.whitening {
+                Some(w) => log_ratios(q, &Whitened::new(model, w), DRAWS, self.seed, self.dtype, &self.device)?,
+                None => log_ratios(q, model, DRAWS, self.seed, self.dtype, &self.device)?,
+            };
+            let mean = mean_se(&ratios).0;
+            Ok(if mean.is_nan() { f64::NEG_INFINITY } else { mean })
+        };
+        let last = snapshot(&state.q)?;
+        let last_elbo = elbo(&state.q)?;
+        for ((_, var), value) in state.q.params().iter().zip(mean) {
+            var.set(&host_tensor(value, var)?)?;
+        }
+        if elbo(&state.q)? >= last_elbo {
+            return Ok(true);
+        }
+        for ((_, var), value) in state.q.params().iter().zip(&last) {
+            var.set(value)?;
+        }
+        Ok(false)
     }
 
     /// How the fitted q is evaluated: the ELBO's fresh draws and PSIS.

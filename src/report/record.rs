@@ -31,6 +31,10 @@ pub struct Stochastic {
     pub lr_search: Option<LrSearchReport>,
     /// Where q started, and in which coordinates the steps ran.
     pub start: StartRecord,
+    /// When the run reached its step cap before the stationary rule decided: the largest split-R̂
+    /// of q's means and log sds over the latest half of the iterates, how far they were from
+    /// stationary (1 is stationary; the rule asks for less than 1.1 over at least 1,600 steps).
+    pub rhat_at_cap: Option<f64>,
 }
 
 /// Where a stochastic fit started ([`crate::Advi::init_pathfinder`]).
@@ -120,6 +124,14 @@ impl Stochastic {
             }
             writeln!(f)?;
         }
+        if let Some(rhat) = self.rhat_at_cap {
+            writeln!(
+                f,
+                "  at the cap the latest half of the iterates has split-R̂ {rhat:.2} (the rule asks for < 1.1 over at \
+                 least 1,600 steps): q is their average or the last iterate, whichever has the larger ELBO{}",
+                if rhat < 1.1 { "" } else { "; they were still moving, and more steps would move q" }
+            )?;
+        }
         Ok(())
     }
 
@@ -149,7 +161,7 @@ pub struct Averaged {
     pub steps: usize,
     /// The largest Monte Carlo standard error of the average: means in units of q's sd, sds
     /// relative (from the stationary rule; NaN from an [`crate::average::Averager`], which has
-    /// none).
+    /// none, and for an average of iterates that were not stationary).
     pub mcse: f64,
 }
 

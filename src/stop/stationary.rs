@@ -237,6 +237,30 @@ impl StationaryRule {
         Some((n, total))
     }
 
+    /// For a run that ends before a window is found: q's parameters averaged over the latest
+    /// half of the steps seen (whole groups), with the first step averaged, the number of steps,
+    /// and the largest split-R̂ of the watched coordinates over those batches (NaN with too few).
+    pub(crate) fn latest_half(&self) -> Option<(usize, usize, Vec<Vec<f64>>, f64)> {
+        let first = self.groups.len() / 2;
+        let mut parts = self.groups[first..].iter().chain(self.group_partial.iter().map(|p| &p.sums));
+        let mut total = parts.next()?.clone();
+        for sums in parts {
+            total.iter_mut().zip(sums).for_each(|(t, s)| add_into(t, s));
+        }
+        let skipped = first * GROUP * self.batch;
+        let n = self.steps.checked_sub(skipped).filter(|&n| n > 0)?;
+        total.iter_mut().flatten().for_each(|t| *t /= n as f64);
+        let batches = &self.means[(first * GROUP).min(self.means.len())..];
+        let rhat = if batches.len() >= 2 * CHAINS {
+            (0..batches[0].len())
+                .map(|j| split_rhat(&batches.iter().map(|m| m[j]).collect::<Vec<_>>(), CHAINS))
+                .fold(f64::NAN, f64::max)
+        } else {
+            f64::NAN
+        };
+        Some((self.start + skipped, n, total, rhat))
+    }
+
     /// Halves the number of batches and groups by merging neighbours, so memory stays bounded.
     fn merge(&mut self) {
         let means = std::mem::take(&mut self.means);

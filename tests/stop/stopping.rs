@@ -66,6 +66,30 @@ fn the_default_rule_stops_a_full_rank_fit_of_a_correlated_gaussian() {
     assert!((rho - 0.8).abs() < 0.02, "correlation {rho}");
 }
 
+/// A run that reaches its step cap before the stationary rule decides says so, with the
+/// iterates' split-R̂, and q is the better of their latest half's average and the last iterate.
+#[test]
+fn at_the_step_cap_q_is_the_better_of_the_average_and_the_last_iterate() {
+    // still travelling (means 40 sds from the point start, 1,000 steps of at most 0.01): the
+    // average lags behind, so q is the last iterate, and R̂ says the iterates were moving
+    let (model, ..) = diagonal_target([-12.5, 0.0, 80.0]);
+    let fit = Advi::new(MeanField).dtype(DType::F64).init_pathfinder(None).steps(1_000).fit(&model).unwrap();
+    assert_eq!(fit.stop_reason(), StopReason::MaxSteps);
+    let st = fit.stochastic().unwrap();
+    assert!(st.rhat_at_cap.is_some_and(|r| r > 1.1), "{fit}");
+    assert!(st.averaged.is_none() && fit.to_string().contains("still moving"), "{fit}");
+    // from Pathfinder's start the iterates are stationary at once, but 1,000 steps are too few for
+    // the rule (at least 1,600): q is the average of the latest half, as precise as it allows
+    let (model, mu, sd) = diagonal_target([-3.0, 0.0, 3.0]);
+    let fit = Advi::new(MeanField).dtype(DType::F64).steps(1_000).seed(1).fit(&model).unwrap();
+    assert_eq!(fit.stop_reason(), StopReason::MaxSteps);
+    let averaged = fit.averaged().expect("the average beats one noisy iterate");
+    assert!(averaged.steps >= 400 && averaged.since + averaged.steps == 1_000, "{averaged:?}");
+    assert!(fit.stochastic().unwrap().rhat_at_cap.is_some(), "{fit}");
+    let (mean_err, sd_err) = errors(&fit, &mu, &sd);
+    assert!(mean_err < 0.1 && sd_err < 0.1, "mean {mean_err:.4} sd, sd {sd_err:.4}\n{fit}");
+}
+
 #[test]
 fn a_far_optimum_is_not_stopped_early() {
     // Means 40 and −25 sds away from the point start: Adam at η = 0.01 moves at most about 0.01 a step,
