@@ -31,6 +31,8 @@ pub enum Stream {
     Batches = 4,
     /// Pathfinder's jittered starts and the draws behind its ELBO estimates.
     Pathfinder = 5,
+    /// Pathfinder's importance-weighted draws from its paths' Gaussians.
+    Resample = 6,
 }
 
 /// A seeded source of standard-normal noise tensors.

@@ -239,6 +239,28 @@ impl LowRankGaussian {
         (z, log_q)
     }
 
+    /// log q(z) at any point z (length D): −½ (log det Σ + (z − μ)ᵀ Σ⁻¹ (z − μ) + D log 2π), with
+    /// Σ⁻¹ = A^(−1/2) (I + Q (K⁻¹ − I) Qᵀ) A^(−1/2); `k_inv` is K⁻¹ ([`Self::k_inverse`]).
+    pub(crate) fn log_density(&self, z: &[f64], k_inv: &[f64]) -> f64 {
+        let r = self.q.len();
+        let v: Vec<f64> = z.iter().zip(&self.mean).zip(&self.sqrt_alpha).map(|((z, m), s)| (z - m) / s).collect();
+        let qv: Vec<f64> = self.q.iter().map(|qi| dot(qi, &v)).collect();
+        let low: f64 = (0..r)
+            .map(|a| (0..r).map(|b| qv[a] * (k_inv[a * r + b] - if a == b { 1.0 } else { 0.0 }) * qv[b]).sum::<f64>())
+            .sum();
+        let d = z.len() as f64;
+        -0.5 * (self.log_det + dot(&v, &v) + low + d * (2.0 * std::f64::consts::PI).ln())
+    }
+
+    /// K⁻¹, or None when K cannot be inverted.
+    pub(crate) fn k_inverse(&self) -> Option<Vec<f64>> {
+        let r = self.q.len();
+        if r == 0 {
+            return Some(Vec::new());
+        }
+        crate::linalg::spd_inverse(&self.k, r).ok()
+    }
+
     /// Σ as a dense row-major D × D matrix (exactly symmetric).
     pub(crate) fn covariance(&self) -> Vec<f64> {
         let (d, r) = (self.dim(), self.q.len());
@@ -262,7 +284,7 @@ impl LowRankGaussian {
     /// cannot be inverted.
     pub(crate) fn precision_diagonal(&self) -> Option<Vec<f64>> {
         let (d, r) = (self.dim(), self.q.len());
-        let k_inv = if r == 0 { Vec::new() } else { crate::linalg::spd_inverse(&self.k, r).ok()? };
+        let k_inv = self.k_inverse()?;
         Some(
             (0..d)
                 .map(|i| {
@@ -334,6 +356,13 @@ mod tests {
         let precision = g.precision_diagonal().unwrap();
         for i in 0..3 {
             assert!((precision[i] - inv[i * 4]).abs() < 1e-8 * inv[i * 4].abs().max(1.0), "{precision:?}");
+        }
+        // log q at a drawn point agrees with the draw's own log q
+        let k_inv = g.k_inverse().unwrap();
+        for u in [[0.3, -1.2, 0.7], [2.0, 0.1, -0.4]] {
+            let (z, log_q) = g.draw(&u);
+            let at = g.log_density(&z, &k_inv);
+            assert!((at - log_q).abs() < 1e-8 * log_q.abs().max(1.0), "{at} vs {log_q}");
         }
         // the draw map z − μ = F u has F Fᵀ = Σ (checked on the unit vectors)
         let f: Vec<Vec<f64>> = (0..3)

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::optim::LocStep;
-use crate::pathfinder::PathRecord;
+use crate::pathfinder::{PathRecord, Resampling};
 use crate::stop::StopReason;
 
 /// Stochastic ascent's record of its run ([`crate::Advi`]).
@@ -203,6 +203,8 @@ pub enum Method {
         best: usize,
         /// Gradient evaluations of log p(x, z) over all the paths.
         gradient_evaluations: usize,
+        /// The importance-weighted draws behind q's moments.
+        resampling: Resampling,
     },
 }
 
@@ -230,7 +232,7 @@ impl Method {
                 lbfgs(f, c, *hessian_evaluations)?;
                 writeln!(f, "  ELBO       {elbo:.4} ± {elbo_se:.4} on the fixed draws (s.e. for the choice of draws)")
             }
-            Method::Pathfinder { paths, best, gradient_evaluations } => {
+            Method::Pathfinder { paths, best, gradient_evaluations, resampling: r } => {
                 let failed = paths.iter().filter(|p| p.is_err()).count();
                 writeln!(
                     f,
@@ -252,7 +254,19 @@ impl Method {
                         Err(e) => writeln!(f, "  path {:<2}  failed: {e}", i + 1)?,
                     }
                 }
-                Ok(())
+                if r.used {
+                    writeln!(
+                        f,
+                        "  moments    of {} importance-weighted draws from the paths' Gaussians (k̂ {:.2}, ESS {:.0})",
+                        r.draws, r.k_hat, r.ess
+                    )
+                } else {
+                    writeln!(
+                        f,
+                        "  moments    of the best path's Gaussian: the weights of {} draws were too uneven (k̂ {:.2}, ESS {:.0})",
+                        r.draws, r.k_hat, r.ess
+                    )
+                }
             }
         }
     }
