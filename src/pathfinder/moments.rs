@@ -44,8 +44,11 @@ pub struct Resampling {
     pub used: bool,
 }
 
-/// The weighted mean and covariance (row-major D × D) of `n` draws from the paths' Gaussians, with
-/// the record; the moments are None when they cannot be trusted.
+/// A mean and a covariance (row-major D × D).
+pub(crate) type Moments = (Vec<f64>, Vec<f64>);
+
+/// The weighted mean and covariance of `n` draws from the paths' Gaussians, with the record; the
+/// moments are None when they cannot be trusted.
 pub(crate) fn weighted_moments<M: LogJoint + ?Sized>(
     model: &M,
     gaussians: &[&LowRankGaussian],
@@ -53,7 +56,7 @@ pub(crate) fn weighted_moments<M: LogJoint + ?Sized>(
     noise: &mut Noise,
     dtype: DType,
     device: &Device,
-) -> Result<(Option<(Vec<f64>, Vec<f64>)>, Resampling)> {
+) -> Result<(Option<Moments>, Resampling)> {
     let d = gaussians[0].dim();
     let p = gaussians.len();
     let each = n.div_ceil(p);
@@ -113,7 +116,7 @@ pub(crate) fn weighted_moments<M: LogJoint + ?Sized>(
 }
 
 /// The mean and covariance (row-major D × D, symmetric) of the rows under weights `w`.
-fn moments_of(rows: &[&[f64]], w: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+fn moments_of(rows: &[&[f64]], w: &[f64], d: usize) -> Moments {
     let sum: f64 = w.iter().sum();
     let mean: Vec<f64> = (0..d).map(|j| rows.iter().zip(w).map(|(r, w)| w * r[j]).sum::<f64>() / sum).collect();
     let mut cov = vec![0.0; d * d];
@@ -137,7 +140,7 @@ fn moments_of(rows: &[&[f64]], w: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
 
 /// The exact mean and covariance of the equal-weight mixture of the Gaussians:
 /// μ = 1/P Σ μ_p,  Σ = 1/P Σ (Σ_p + μ_p μ_pᵀ) − μ μᵀ.
-fn mixture_moments(gaussians: &[&LowRankGaussian]) -> (Vec<f64>, Vec<f64>) {
+fn mixture_moments(gaussians: &[&LowRankGaussian]) -> Moments {
     let d = gaussians[0].dim();
     let p = gaussians.len() as f64;
     let mean: Vec<f64> = (0..d).map(|j| gaussians.iter().map(|g| g.mean[j]).sum::<f64>() / p).collect();
