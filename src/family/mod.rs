@@ -15,7 +15,10 @@
 //! A family is two types: the distribution with its parameters ([`VariationalFamily`]) and the
 //! choice that makes it at the fit's start ([`Family`]). The engine needs draws differentiable in
 //! λ, log q of the draws and log q with λ held fixed; everything else is a capability with a
-//! default. A user's own family, in one file: the isotropic Gaussian q = N(μ, σ² I), σ = e^ω,
+//! default. The built-in Gaussians also keep their form under affine maps z = m + A u
+//! ([`Family::affine_kind`], [`affine`]), which is how a fit steps in Pathfinder's whitened
+//! coordinates; a family without them is fitted in the model's coordinates. A user's own family,
+//! in one file: the isotropic Gaussian q = N(μ, σ² I), σ = e^ω,
 //! whose entropy H = D (½ + ½ log 2π + ω) is in closed form. Its gradient is taken by autodiff.
 //!
 //! ```
