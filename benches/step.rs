@@ -1,6 +1,8 @@
 //! One ADVI step (f64, Adam) for D ∈ {10, 100, 1000} × S ∈ {1, 16} × {MeanField, FullRank} on an
 //! isotropic Gaussian target log p(z) = −½ ‖z‖², so the family's own cost dominates; each with
-//! the family's gradient in closed form (the default) and by autodiff (`/autodiff`).
+//! the family's gradient in closed form (the default) and by autodiff (`/autodiff`), each from the
+//! default start (Pathfinder's Gaussian, steps in its whitened coordinates) and from the point
+//! (`/point`, steps in the model's coordinates).
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use elbo::prelude::*;
@@ -28,6 +30,12 @@ fn bench<F: Family>(
             .family_gradient(how);
         let mut state = advi.init(&model).unwrap();
         g.bench_function(format!("{name}/D{d}/S{s}{suffix}"), |b| b.iter(|| advi.step(&mut state, &model).unwrap()));
+        // the same step from the point start, in the model's coordinates (no whitening)
+        let advi = advi.init_pathfinder(None);
+        let mut state = advi.init(&model).unwrap();
+        g.bench_function(format!("{name}/D{d}/S{s}{suffix}/point"), |b| {
+            b.iter(|| advi.step(&mut state, &model).unwrap())
+        });
     }
 }
 

@@ -44,6 +44,8 @@ const ADAPT_TOLERANCE: f64 = 0.5;
 #[derive(Clone, Debug)]
 pub(crate) struct Whitening {
     pub affine: Affine,
+    /// Aᵀ row-major (empty for a diagonal A), for the host's batch maps.
+    at: Vec<f64>,
     tensors: AffineTensors,
 }
 
@@ -179,8 +181,23 @@ impl<F: Family> Advi<F> {
 }
 
 impl Whitening {
+    /// log |det A|.
+    pub(crate) fn log_det(&self) -> f64 {
+        self.tensors.log_det
+    }
+
+    /// z = m + A u for each row of `u` (row-major, D columns).
+    pub(crate) fn to_model(&self, u: &[f64]) -> Vec<f64> {
+        self.affine.apply_rows(u, &self.at)
+    }
+
+    /// Aᵀ g for each row of `g`: gradients in z as gradients in u.
+    pub(crate) fn gradient_to_u(&self, g: &[f64]) -> Vec<f64> {
+        self.affine.transpose_apply_rows(g)
+    }
+
     fn new<F: Family>(affine: Affine, advi: &Advi<F>) -> Result<Self> {
         let tensors = affine.tensors(advi.dtype, &advi.device)?;
-        Ok(Whitening { affine, tensors })
+        Ok(Whitening { at: affine.transposed(), affine, tensors })
     }
 }

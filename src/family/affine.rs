@@ -114,6 +114,54 @@ impl Affine {
         }
     }
 
+    /// z = m + A u for each row of `rows` (row-major, D columns), as axpy loops over the columns
+    /// of A (contiguous in `at`, Aᵀ row-major, for a triangular A), which vectorise.
+    pub(crate) fn apply_rows(&self, rows: &[f64], at: &[f64]) -> Vec<f64> {
+        let d = self.dim();
+        let mut out = Vec::with_capacity(rows.len());
+        for u in rows.chunks(d) {
+            let start = out.len();
+            out.extend_from_slice(&self.shift);
+            let z = &mut out[start..];
+            match &self.scale {
+                AffineScale::Diagonal(a) => z.iter_mut().zip(a).zip(u).for_each(|((z, a), u)| *z += a * u),
+                AffineScale::LowerTriangular(_) => {
+                    for (j, uj) in u.iter().enumerate() {
+                        z[j..].iter_mut().zip(&at[j * d + j..(j + 1) * d]).for_each(|(z, a)| *z += uj * a);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Aᵀ g for each row of `rows` (a gradient in z carried back to u), as axpy loops over the
+    /// rows of A, which vectorise.
+    pub(crate) fn transpose_apply_rows(&self, rows: &[f64]) -> Vec<f64> {
+        let d = self.dim();
+        let mut out = vec![0.0; rows.len()];
+        for (g, back) in rows.chunks(d).zip(out.chunks_mut(d)) {
+            match &self.scale {
+                AffineScale::Diagonal(a) => back.iter_mut().zip(a).zip(g).for_each(|((b, a), g)| *b = a * g),
+                AffineScale::LowerTriangular(a) => {
+                    for (i, gi) in g.iter().enumerate() {
+                        back[..=i].iter_mut().zip(&a[i * d..i * d + i + 1]).for_each(|(b, a)| *b += gi * a);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Aᵀ row-major (the columns of A, contiguous), for [`Affine::apply_rows`].
+    pub(crate) fn transposed(&self) -> Vec<f64> {
+        let d = self.dim();
+        match &self.scale {
+            AffineScale::Diagonal(_) => Vec::new(),
+            AffineScale::LowerTriangular(a) => (0..d * d).map(|k| a[(k % d) * d + k / d]).collect(),
+        }
+    }
+
     /// Aᵀ g: a gradient in z carried back to u.
     pub fn transpose_apply(&self, g: &[f64]) -> Vec<f64> {
         let d = self.dim();
@@ -179,5 +227,33 @@ impl AffineTensors {
             Linear::Transposed(at) => u.matmul(at)?,
         };
         linear.broadcast_add(&self.shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-place row maps agree with the one-row ones, and Aᵀ is the transpose of A.
+    #[test]
+    fn the_row_maps_agree_with_the_one_row_maps() {
+        let tril = vec![2.0, 0.0, 0.0, 0.5, 3.0, 0.0, -1.0, 0.25, 0.1];
+        for scale in [AffineScale::Diagonal(vec![2.0, 3.0, 0.1]), AffineScale::LowerTriangular(tril)] {
+            let affine = Affine { shift: vec![1.0, -2.0, 0.5], scale };
+            let rows = vec![0.3, -1.0, 2.0, 1.5, 0.0, -0.7];
+            let z = affine.apply_rows(&rows, &affine.transposed());
+            let one: Vec<f64> = rows.chunks(3).flat_map(|r| affine.apply(r)).collect();
+            assert!(z.iter().zip(&one).all(|(a, b)| (a - b).abs() < 1e-14), "{z:?} vs {one:?}");
+            let g = affine.transpose_apply_rows(&rows);
+            let one: Vec<f64> = rows.chunks(3).flat_map(|r| affine.transpose_apply(r)).collect();
+            assert!(g.iter().zip(&one).all(|(a, b)| (a - b).abs() < 1e-14), "{g:?} vs {one:?}");
+            // ⟨A u, v⟩ = ⟨u, Aᵀ v⟩ with the shift removed
+            let (u, v) = ([0.3, -1.0, 2.0], [1.5, 0.0, -0.7]);
+            let au: Vec<f64> = affine.apply(&u).iter().zip(&affine.shift).map(|(z, m)| z - m).collect();
+            let atv = affine.transpose_apply(&v);
+            let lhs: f64 = au.iter().zip(&v).map(|(a, b)| a * b).sum();
+            let rhs: f64 = u.iter().zip(&atv).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-12);
+        }
     }
 }
