@@ -9,6 +9,7 @@
 //!       with weight 10); the tail is replaced by the GP quantiles u + F⁻¹((j − ½) / M), and every
 //!       weight is truncated at the largest raw one.
 //! k̂ < 0.5: q is good as an importance proposal;  0.5 ≤ k̂ < 0.7: usable;  k̂ ≥ 0.7: do not trust q.
+//! se(k̂) ≈ (1 + k̂) / √M · M / (M + 10)                  (k̂ spreads like S^(−1/4): M ∝ √S)
 //! log p̂(x) = log (1/S Σ w̃ᵢ),   s.e. ≈ sd(w̃) / (√S · mean(w̃))   (delta method; honest only for
 //!                                                                  small k̂)
 //! ```
@@ -21,10 +22,23 @@ pub struct Psis {
     /// The generalised-Pareto shape k̂ of the upper tail: ∞ when it cannot be estimated (NaN or
     /// +∞ ratios, too few draws), −∞ when the largest ratios are all equal (bounded weights).
     pub k_hat: f64,
+    /// Its standard error, (1 + k̂) / √M · M / (M + 10) for M = `tail_len` (0 when the tail is
+    /// flat, ∞ with k̂).
+    pub k_hat_se: f64,
     /// The smoothed log weights, in the order of the input.
     pub log_weights: Vec<f64>,
     /// How many of the largest ratios formed the tail.
     pub tail_len: usize,
+}
+
+/// The standard error of k̂ from a tail of `m` ratios: the maximum-likelihood asymptotics of the
+/// generalised Pareto shape, sd ≈ (1 + k) / √m (regular for k > −½; taken at k = 0 below it),
+/// shrunk like k̂ by the prior's weight of 10 (`gpd_fit`). Over 20 independent sets of draws this
+/// matched the spread of k̂ within about 20 % for k between 0 and 0.7 and 1,000–8,000 draws
+/// (tests/diagnose/psis.rs).
+fn k_hat_se(k: f64, m: usize) -> f64 {
+    let m = m as f64;
+    (1.0 + k.max(0.0)) / m.sqrt() * m / (m + 10.0)
 }
 
 /// The spread of the largest log ratios below which they count as equal: the tail's weights
@@ -39,7 +53,7 @@ pub fn psis(log_ratios: &[f64]) -> Psis {
     let bad = log_ratios.iter().any(|x| x.is_nan() || *x == f64::INFINITY);
     let tail_len = ((0.2 * s as f64).min(3.0 * (s as f64).sqrt())).ceil() as usize;
     if bad || tail_len < 5 || tail_len >= s {
-        return Psis { k_hat: f64::INFINITY, log_weights: log_ratios.to_vec(), tail_len: 0 };
+        return Psis { k_hat: f64::INFINITY, k_hat_se: f64::INFINITY, log_weights: log_ratios.to_vec(), tail_len: 0 };
     }
     let max = log_ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let mut lw: Vec<f64> = log_ratios.iter().map(|x| x - max).collect();
@@ -65,7 +79,8 @@ pub fn psis(log_ratios: &[f64]) -> Psis {
         }
     }
     let log_weights = lw.iter().map(|x| x.min(0.0) + max).collect();
-    Psis { k_hat, log_weights, tail_len }
+    let k_hat_se = if flat { 0.0 } else { k_hat_se(k_hat, tail_len) };
+    Psis { k_hat, k_hat_se, log_weights, tail_len }
 }
 
 /// Fits a generalised Pareto distribution to positive exceedances `x` sorted ascending
@@ -145,6 +160,9 @@ impl fmt::Display for Verdict {
 pub struct Diagnostics {
     /// The Pareto shape k̂.
     pub k_hat: f64,
+    /// Its standard error, (1 + k̂) / √M · M / (M + 10) for a tail of M ratios (the maximum
+    /// likelihood asymptotics with the prior's weight of 10; for k̂ < 0 as if k̂ = 0).
+    pub k_hat_se: f64,
     /// The PSIS estimate of log p(x).
     pub log_evidence: f64,
     /// Its standard error (delta method; meaningful only when k̂ is small).
@@ -164,6 +182,7 @@ impl Diagnostics {
         let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (s - 1.0);
         Diagnostics {
             k_hat: p.k_hat,
+            k_hat_se: p.k_hat_se,
             log_evidence: max + mean.ln(),
             log_evidence_se: (var / s).sqrt() / mean,
             draws: log_ratios.len(),
