@@ -1,6 +1,7 @@
 //! The report of a fit: why and when it stopped, the ELBO trace, the final ELBO with its Monte
-//! Carlo standard error, PSIS diagnostics (k̂, log-evidence estimate), wall time, and the fitted q
-//! with its mean, covariance and draws.
+//! Carlo standard error, PSIS diagnostics (k̂ with its spread, the reweighted moments against q's,
+//! KL(q ‖ p), the log-evidence estimate), wall time, and the fitted q with its mean, covariance
+//! and draws. [`assess`] gives the same diagnostics for any q.
 //!
 //! ```text
 //! ELBO ≈ 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)],   zᵢ ~ q fresh,   s.e. = sd(log p − log q) / √n
@@ -13,12 +14,17 @@
 //! - `evaluate.rs`: the final ELBO ± s.e., PSIS and the summary; the one maker of a [`Fit`];
 //! - `record.rs`: each method's record ([`Method`], [`Stochastic`], [`LrSearchReport`],
 //!   [`Convergence`]);
-//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ and the verdict.
+//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ with its spread and the verdict, the
+//!   [`psis::Diagnostics`];
+//! - `moments.rs`: the PSIS-reweighted means and sds against q's own, with their Monte Carlo
+//!   errors.
 
 mod evaluate;
+mod moments;
 pub mod psis;
 mod record;
 
+pub use evaluate::assess;
 pub(crate) use evaluate::{log_ratios, mean_se, Evaluation, Run};
 pub use record::{Averaged, Convergence, LrSearchReport, Method, Stochastic};
 
@@ -235,8 +241,9 @@ impl<Q> fmt::Display for Report<'_, Q> {
 }
 
 impl<Q> Fit<Q> {
-    /// The printed report (family, stop reason, ELBO ± s.e., k̂, log-evidence estimate, time)
-    /// without the summary table that `Display` adds, for programs that print their own table.
+    /// The printed report (family, stop reason, ELBO ± s.e., k̂, the reweighted moments, KL and
+    /// log-evidence estimates, the verdict, time) without the summary table that `Display` adds,
+    /// for programs that print their own table.
     pub fn report(&self) -> Report<'_, Q> {
         Report(self)
     }
@@ -257,18 +264,55 @@ impl<Q> Fit<Q> {
         }
         writeln!(f)?;
         if let Some(d) = &self.diagnostics {
-            writeln!(f, "  k̂          {:.2} ± {:.2}: {}", d.k_hat, d.k_hat_se, d.verdict())?;
-            writeln!(
-                f,
-                "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
-                d.log_evidence, d.log_evidence_se
-            )?;
+            self.write_diagnostics(f, d)?;
         }
         let secs = run.elapsed.as_secs_f64();
         match &run.stochastic {
             Some(st) => st.write_time(f, secs, run.iterations),
             None => write!(f, "  time       {secs:.3} s"),
         }
+    }
+}
+
+impl<Q> Fit<Q> {
+    /// The diagnostics' lines of the report: k̂, the moments, KL, log p(x), verdict.
+    fn write_diagnostics(&self, f: &mut fmt::Formatter<'_>, d: &Diagnostics) -> fmt::Result {
+        writeln!(
+            f,
+            "  k̂          {:.2} ± {:.2} (PSIS; effective sample size {:.0} of {})",
+            d.k_hat, d.k_hat_se, d.ess, d.draws
+        )?;
+        if let Some(m) = &d.moments {
+            let (shift, ratio) = (m.worst_mean_shift(2.0), m.worst_sd_ratio(2.0));
+            let name = |j| coordinate_name(&self.latents, j);
+            write!(f, "  moments    q against the PSIS-reweighted draws: ")?;
+            write!(f, "mean off by {:.3} ± {:.3} sd ({}), ", shift.value, shift.se, name(shift.coordinate))?;
+            write!(f, "sd × {:.3} ± {:.3} ({})", ratio.value, ratio.se, name(ratio.coordinate))?;
+            writeln!(f)?;
+        }
+        writeln!(f, "  KL(q‖p)    {:.4} ± {:.4} (log p̂(x) − ELBO)", d.kl, d.kl_se)?;
+        writeln!(
+            f,
+            "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
+            d.log_evidence, d.log_evidence_se
+        )?;
+        writeln!(f, "  verdict    {}", d.verdict())?;
+        Ok(())
+    }
+}
+
+/// The name of unconstrained coordinate `j`: the element's name for a real block, else the
+/// block's with the coordinate's index in it.
+fn coordinate_name(latents: &Latents, j: usize) -> String {
+    let Some(block) = latents.blocks().iter().find(|b| (b.offset()..b.offset() + b.unconstrained_len()).contains(&j))
+    else {
+        return format!("z[{j}]");
+    };
+    let k = j - block.offset();
+    if *block.bijector() == crate::latent::Bijector::Real {
+        block.element_names().swap_remove(k)
+    } else {
+        format!("{} (unconstrained coordinate {k})", block.name())
     }
 }
 

@@ -4,4 +4,6 @@
 mod common;
 
 mod diagnostics;
+mod moments;
 mod psis;
+mod targets;
