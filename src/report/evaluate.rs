@@ -83,8 +83,9 @@ impl Evaluation {
 }
 
 /// The diagnostics of `q` against `model` on `draws` fresh draws from `seed`: k̂ with its spread,
-/// the log evidence, KL(q ‖ p), the reweighted moments against q's own, and
-/// [`Diagnostics::verdict`]; the same as a fit's diagnostics for the same q, draws and seed. For a q made by hand, e.g. [`crate::FullRankGaussian::from_mean_cov`],
+/// the log evidence, KL(q ‖ p), the reweighted moments against q's own, and from them
+/// [`Diagnostics::verdict`] and [`Diagnostics::advice`]; the same as a fit's diagnostics for the
+/// same q, draws and seed. For a q made by hand, e.g. [`crate::FullRankGaussian::from_mean_cov`],
 /// or one fitted elsewhere. `draws` must be at least 2; a fit uses [`crate::Advi::elbo_draws`]
 /// of them, and [`super::EVALUATION_DRAWS`] are enough for a stable k̂.
 ///

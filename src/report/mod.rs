@@ -1,7 +1,7 @@
 //! The report of a fit: why and when it stopped, the ELBO trace, the final ELBO with its Monte
 //! Carlo standard error, PSIS diagnostics (k̂ with its spread, the reweighted moments against q's,
-//! KL(q ‖ p), the log-evidence estimate), wall time, and the fitted q with its mean, covariance
-//! and draws. [`assess`] gives the same diagnostics for any q.
+//! KL(q ‖ p), the log-evidence estimate), the verdict and what to do next, wall time, and the
+//! fitted q with its mean, covariance and draws. [`assess`] gives the same diagnostics for any q.
 //!
 //! ```text
 //! ELBO ≈ 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)],   zᵢ ~ q fresh,   s.e. = sd(log p − log q) / √n
@@ -14,15 +14,17 @@
 //! - `evaluate.rs`: the final ELBO ± s.e., PSIS and the summary; the one maker of a [`Fit`];
 //! - `record.rs`: each method's record ([`Method`], [`Stochastic`], [`LrSearchReport`],
 //!   [`Convergence`]);
-//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ with its spread and the verdict, the
-//!   [`psis::Diagnostics`];
+//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ with its spread, the [`psis::Diagnostics`];
 //! - `moments.rs`: the PSIS-reweighted means and sds against q's own, with their Monte Carlo
-//!   errors.
+//!   errors;
+//! - `verdict.rs`: the verdict from all of them, and what to do next (with the run's stop
+//!   reason).
 
 mod evaluate;
 mod moments;
 pub mod psis;
 mod record;
+mod verdict;
 
 pub use evaluate::assess;
 pub(crate) use evaluate::{log_ratios, mean_se, Evaluation, Run};
@@ -39,7 +41,8 @@ use crate::noise::{Noise, Stream};
 use crate::stop::StopReason;
 use crate::summary::{Draws, Summary};
 use crate::Result;
-use psis::Diagnostics;
+use psis::{Advice, Diagnostics, Verdict};
+use verdict::Z;
 
 /// How many draws of q the summary stored in every [`Fit`] is computed from.
 pub const SUMMARY_DRAWS: usize = 1_000;
@@ -147,6 +150,24 @@ impl<Q> Fit<Q> {
         self.diagnostics.as_ref().map_or(f64::NAN, |d| d.k_hat)
     }
 
+    /// How far q can be trusted: [`Diagnostics::verdict`], from k̂, its spread and the
+    /// PSIS-reweighted moments against q's (None if diagnostics were off).
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.diagnostics.as_ref().map(Diagnostics::verdict)
+    }
+
+    /// What to try next when q is not good: more steps if the run stopped at its limit, else
+    /// [`Diagnostics::advice`] (None when good, or if diagnostics were off).
+    pub fn advice(&self) -> Option<Advice> {
+        let d = self.diagnostics.as_ref()?;
+        let at_limit = matches!(self.run.stop_reason, StopReason::MaxSteps | StopReason::WallTime);
+        match d.advice() {
+            Some(Advice::CheckModel) => Some(Advice::CheckModel),
+            Some(_) if at_limit => Some(Advice::MoreSteps),
+            other => other,
+        }
+    }
+
     /// The ELBO estimate of every step (NaN where a step was skipped); for deterministic ADVI the
     /// ELBO on the fixed draws after every L-BFGS iteration, for Laplace log p(x, z) along the
     /// search for the mode.
@@ -242,8 +263,8 @@ impl<Q> fmt::Display for Report<'_, Q> {
 
 impl<Q> Fit<Q> {
     /// The printed report (family, stop reason, ELBO ± s.e., k̂, the reweighted moments, KL and
-    /// log-evidence estimates, the verdict, time) without the summary table that `Display` adds,
-    /// for programs that print their own table.
+    /// log-evidence estimates, the verdict and what to do next, time) without the summary table
+    /// that `Display` adds, for programs that print their own table.
     pub fn report(&self) -> Report<'_, Q> {
         Report(self)
     }
@@ -275,7 +296,7 @@ impl<Q> Fit<Q> {
 }
 
 impl<Q> Fit<Q> {
-    /// The diagnostics' lines of the report: k̂, the moments, KL, log p(x), verdict.
+    /// The diagnostics' lines of the report: k̂, the moments, KL, log p(x), verdict, advice.
     fn write_diagnostics(&self, f: &mut fmt::Formatter<'_>, d: &Diagnostics) -> fmt::Result {
         writeln!(
             f,
@@ -283,11 +304,14 @@ impl<Q> Fit<Q> {
             d.k_hat, d.k_hat_se, d.ess, d.draws
         )?;
         if let Some(m) = &d.moments {
-            let (shift, ratio) = (m.worst_mean_shift(2.0), m.worst_sd_ratio(2.0));
+            let (shift, ratio) = (m.worst_mean_shift(Z), m.worst_sd_ratio(Z));
             let name = |j| coordinate_name(&self.latents, j);
             write!(f, "  moments    q against the PSIS-reweighted draws: ")?;
             write!(f, "mean off by {:.3} ± {:.3} sd ({}), ", shift.value, shift.se, name(shift.coordinate))?;
             write!(f, "sd × {:.3} ± {:.3} ({})", ratio.value, ratio.se, name(ratio.coordinate))?;
+            if !d.trusted() {
+                write!(f, "; not to be trusted, k̂ is too large")?;
+            }
             writeln!(f)?;
         }
         writeln!(f, "  KL(q‖p)    {:.4} ± {:.4} (log p̂(x) − ELBO)", d.kl, d.kl_se)?;
@@ -296,7 +320,16 @@ impl<Q> Fit<Q> {
             "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
             d.log_evidence, d.log_evidence_se
         )?;
-        writeln!(f, "  verdict    {}", d.verdict())?;
+        if let Some(v) = self.verdict() {
+            writeln!(f, "  verdict    {v}")?;
+        }
+        if let Some(a) = self.advice() {
+            write!(f, "  next       {a}")?;
+            match d.advice() {
+                Some(then) if then != a => writeln!(f, "; if that is not enough, {then}")?,
+                _ => writeln!(f)?,
+            }
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Importance-sampling diagnostics of a fitted q: Pareto-smoothed importance sampling (PSIS),
 //! its shape estimate k̂ with its spread (Yao et al. 2018; Vehtari et al. 2024), the PSIS estimate
 //! of the log evidence and of KL(q ‖ p), and the [`Diagnostics`] that gather them with the
-//! reweighted moments ([`Moments`]).
+//! reweighted moments ([`Moments`]) behind the [`Verdict`].
 //!
 //! ```text
 //! log rᵢ = log p(x, zᵢ) − log q(zᵢ),  zᵢ ~ q  (i = 1..S)
@@ -9,16 +9,14 @@
 //!       fitted by a generalised Pareto GP(k, σ) (Zhang & Stephens 2009, shrunk towards k = 0.5
 //!       with weight 10); the tail is replaced by the GP quantiles u + F⁻¹((j − ½) / M), and every
 //!       weight is truncated at the largest raw one.
-//! k̂ < 0.5: q is good as an importance proposal;  0.5 ≤ k̂ < 0.7: usable;  k̂ ≥ 0.7: do not trust q.
 //! se(k̂) ≈ (1 + k̂) / √M · M / (M + 10)                  (k̂ spreads like S^(−1/4): M ∝ √S)
 //! log p̂(x) = log (1/S Σ w̃ᵢ),   s.e. ≈ sd(w̃) / (√S · mean(w̃))   (delta method; honest only for
 //!                                                                  small k̂)
 //! KL(q ‖ p) = log p(x) − ELBO ≈ log p̂(x) − 1/S Σ log rᵢ
 //! ```
 
-use std::fmt;
-
 pub use super::moments::{Moments, Worst};
+pub use super::verdict::{Advice, Verdict};
 
 /// The result of Pareto smoothing a set of log importance ratios.
 #[derive(Clone, Debug)]
@@ -125,40 +123,6 @@ fn gpd_quantile(p: f64, k: f64, sigma: f64) -> f64 {
     }
 }
 
-/// How far q can be trusted, from k̂ (Yao et al. 2018).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// k̂ < 0.5.
-    Good,
-    /// 0.5 ≤ k̂ < 0.7.
-    Usable,
-    /// k̂ ≥ 0.7, or k̂ could not be estimated.
-    Unreliable,
-}
-
-impl Verdict {
-    /// The verdict for a k̂.
-    pub fn from_k_hat(k_hat: f64) -> Self {
-        if k_hat < 0.5 {
-            Verdict::Good
-        } else if k_hat < 0.7 {
-            Verdict::Usable
-        } else {
-            Verdict::Unreliable
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Good => "good: q is close to the posterior where it matters",
-            Verdict::Usable => "usable: q is a fair approximation, but check important expectations",
-            Verdict::Unreliable => "do not trust q: the posterior has mass or tails that q misses",
-        })
-    }
-}
-
 /// PSIS diagnostics of q from log importance ratios on fresh draws: k̂ with its spread, the
 /// log evidence, KL(q ‖ p), and (from the draws themselves) the reweighted moments against q's.
 #[derive(Clone, Debug)]
@@ -236,11 +200,6 @@ impl Diagnostics {
             moments,
             mean_field,
         }
-    }
-
-    /// The plain-language verdict on q.
-    pub fn verdict(&self) -> Verdict {
-        Verdict::from_k_hat(self.k_hat)
     }
 }
 

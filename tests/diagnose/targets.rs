@@ -1,6 +1,7 @@
-//! Gaussian targets N(m, L Lᵀ) given by their Cholesky factor and the q's built from them by
-//! hand, for the diagnostics' tests.
+//! Gaussian targets N(m, L Lᵀ) given by their Cholesky factor, the q's built from them by hand,
+//! and a skewed target with its best Gaussian in closed form, for the verdict's tests.
 
+use elbo::diagnose::{Diagnostics, Verdict};
 use elbo::prelude::*;
 use elbo::FullRankGaussian;
 
@@ -70,4 +71,53 @@ impl Target {
     pub fn exact(&self) -> FullRankGaussian {
         self.q(&vec![0.0; self.dim()], &vec![1.0; self.dim()])
     }
+}
+
+/// The targets of the tests: D = 2, 5, 10; sds from 1e-3 to 1e3; correlation up to 0.99.
+pub fn targets() -> Vec<Target> {
+    let spread: Vec<f64> = (0..10).map(|j| 10f64.powf(-3.0 + 6.0 * j as f64 / 9.0)).collect();
+    vec![
+        Target::ar1("D=2, sds 1e-3 and 1e3, ρ = 0.99", vec![5.0, -3.0], &[1e-3, 1e3], 0.99),
+        Target::ar1("D=5, sds 0.1–10, ρ = 0.5", vec![0.0, 1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 0.5, 10.0, 0.1], 0.5),
+        Target::ar1("D=10, sds 1e-3–1e3, AR(1) ρ = 0.9", (0..10).map(|j| j as f64).collect(), &spread, 0.9),
+        Target::ar1("D=10, unit sds, independent", vec![0.0; 10], &[1.0; 10], 0.0),
+        Target::ar1("D=50, unit sds, independent", vec![0.0; 50], &[1.0; 50], 0.0),
+    ]
+}
+
+/// The diagnostics of `q` against `target` for each seed.
+pub fn assess_seeds<Q: VariationalFamily>(q: &Q, target: &Target, seeds: std::ops::Range<u64>) -> Vec<Diagnostics> {
+    let model = target.model();
+    seeds.map(|s| elbo::report::assess(q, &model, DRAWS, s).unwrap()).collect()
+}
+
+/// How many of the diagnostics give each verdict: [good, usable, unreliable].
+pub fn tally(ds: &[Diagnostics]) -> [usize; 3] {
+    let mut n = [0; 3];
+    for d in ds {
+        n[match d.verdict() {
+            Verdict::Good => 0,
+            Verdict::Usable => 1,
+            Verdict::Unreliable => 2,
+        }] += 1;
+    }
+    n
+}
+
+/// One coordinate standing out: `value` at `j`, `rest` elsewhere.
+pub fn one(d: usize, j: usize, value: f64, rest: f64) -> Vec<f64> {
+    (0..d).map(|k| if k == j { value } else { rest }).collect()
+}
+
+/// p(z) ∝ exp(a z − eᶻ), the log of a Gamma(a, 1) variable: skewed to the left, with an
+/// exponential left tail. Its mean is ψ(a), its variance ψ′(a).
+pub fn log_gamma(a: f64) -> impl LogJoint {
+    elbo::from_fn(1, move |z: &Tensor| ((z * a)? - z.exp()?)?.sum(1))
+}
+
+/// The Gaussian closest to [`log_gamma`] in KL(q ‖ p): E_q[eᶻ] = a and s² a = 1 at the optimum,
+/// so s = 1 / √a and m = ln a − s² / 2.
+pub fn log_gamma_best_gaussian(a: f64) -> FullRankGaussian {
+    let s = 1.0 / a.sqrt();
+    FullRankGaussian::new(&[a.ln() - s * s / 2.0], &[s], ScaleLink::Log, DType::F64, &Device::Cpu).unwrap()
 }
