@@ -8,7 +8,10 @@
 //!
 //! The reweighted moments need the draws zᵢ again once PSIS has smoothed the weights; they are
 //! made again from the same noise, chunk by chunk, rather than held (S × D numbers), twice:
-//! for the sums, then for the influences behind their Monte Carlo errors (`moments.rs`).
+//! for the sums, then for the influences behind their Monte Carlo errors (`moments.rs`). The
+//! moments of the constrained elements (σ = exp z, a simplex, …) come along with them: a q can
+//! be off in a constrained element by more than in any coordinate of z (an ordered pair's
+//! second element is the first plus the exponential of a coordinate).
 
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ use super::moments::Accumulator;
 use super::psis::{normalised, psis, Diagnostics};
 use super::{Fit, Method, Stochastic, SUMMARY_DRAWS};
 use crate::family::{MeanFieldGaussian, VariationalFamily};
+use crate::latent::{Bijector, Latents};
 use crate::linalg::to_f64_vec;
 use crate::model::{latents_of, LogJoint};
 use crate::noise::{Noise, Stream};
@@ -64,8 +68,11 @@ impl Evaluation {
         let eps =
             Noise::new(self.seed, Stream::Draws).standard_normal(SUMMARY_DRAWS, q.dim(), self.dtype, &self.device)?;
         let summary = Draws::from_unconstrained(&latents, &q.rsample(&eps)?.detach())?.summary();
-        let diagnostics =
-            if self.diagnostics { Some(diagnose(&q, &ratios, self.seed, self.dtype, &self.device)?) } else { None };
+        let diagnostics = if self.diagnostics {
+            Some(diagnose(&q, &latents, &ratios, self.seed, self.dtype, &self.device)?)
+        } else {
+            None
+        };
         Ok(Fit {
             family: q.name(),
             q,
@@ -110,21 +117,30 @@ pub fn assess<Q: VariationalFamily, M: LogJoint + ?Sized>(
     }
     let (dtype, device) = (q.dtype(), q.device());
     let ratios = log_ratios(q, model, draws, seed, dtype, &device)?;
-    diagnose(q, &ratios, seed, dtype, &device)
+    diagnose(q, &latents_of(model), &ratios, seed, dtype, &device)
 }
 
 /// PSIS on the log ratios of the draws of `Stream::Evaluate` from `seed` ([`log_ratios`] with
-/// the same seed, dtype and device), and the reweighted moments of the same draws, made again.
+/// the same seed, dtype and device), and the reweighted moments of the same draws, made again,
+/// unconstrained and (if any block has a constraint) constrained.
 fn diagnose<Q: VariationalFamily>(
     q: &Q,
+    latents: &Latents,
     ratios: &[f64],
     seed: u64,
     dtype: DType,
     device: &Device,
 ) -> Result<Diagnostics> {
     let p = psis(ratios);
+    let weights = normalised(&p.log_weights);
     let d = q.dim();
-    let mut acc = Accumulator::new(normalised(&p.log_weights), to_f64_vec(&q.loc()?)?);
+    let loc = q.loc()?;
+    let constrained = latents.blocks().iter().any(|b| *b.bijector() != Bijector::Real);
+    let mut acc = Accumulator::new(weights.clone(), to_f64_vec(&loc)?);
+    let mut acc_x = match constrained {
+        true => Some(Accumulator::new(weights, constrain(latents, &loc.unsqueeze(0)?)?)),
+        false => None,
+    };
     for second in [false, true] {
         let mut noise = Noise::new(seed, Stream::Evaluate);
         let chunk = ((1usize << 22) / d.max(1)).clamp(1, 256);
@@ -132,22 +148,39 @@ fn diagnose<Q: VariationalFamily>(
         while first < ratios.len() {
             let n = chunk.min(ratios.len() - first);
             let eps = noise.standard_normal(n, d, dtype, device)?;
-            let z = to_f64_vec(&q.rsample(&eps)?.detach())?;
-            if second {
-                acc.add_influence(first, &z);
-            } else {
-                acc.add_sums(first, &z);
+            let z = q.rsample(&eps)?.detach();
+            let x = match acc_x {
+                Some(_) => constrain(latents, &z)?,
+                None => Vec::new(),
+            };
+            let z = to_f64_vec(&z)?;
+            for (acc, values) in std::iter::once((&mut acc, &z)).chain(acc_x.as_mut().map(|a| (a, &x))) {
+                if second {
+                    acc.add_influence(first, values);
+                } else {
+                    acc.add_sums(first, values);
+                }
             }
             first += n;
         }
         if !second {
             acc.settle();
+            acc_x.iter_mut().for_each(Accumulator::settle);
         }
     }
     // the family is known by its type: a Gaussian whose covariance happens to be diagonal is not
     // mean-field, and a full-rank family would not help it
     let mean_field = std::any::type_name::<Q>() == std::any::type_name::<MeanFieldGaussian>();
-    Ok(Diagnostics::new(ratios, &p, Some(acc.finish()), mean_field))
+    let mut diagnostics = Diagnostics::new(ratios, &p, Some(acc.finish()), mean_field);
+    diagnostics.constrained = acc_x.map(Accumulator::finish);
+    Ok(diagnostics)
+}
+
+/// The constrained elements of draws `z` `[n, D]`, row-major `[n, K]` in the order of
+/// [`Latents::element_names`].
+fn constrain(latents: &Latents, z: &candle_core::Tensor) -> Result<Vec<f64>> {
+    let draws = Draws::from_unconstrained(latents, z)?;
+    Ok((0..draws.len()).flat_map(|i| draws.row(i).to_vec()).collect())
 }
 
 /// log p(x, zᵢ) − log q(zᵢ) for `draws` fresh draws zᵢ ~ q (the ELBO is their mean).

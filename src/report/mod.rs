@@ -41,8 +41,7 @@ use crate::noise::{Noise, Stream};
 use crate::stop::StopReason;
 use crate::summary::{Draws, Summary};
 use crate::Result;
-use psis::{Advice, Diagnostics, Verdict};
-use verdict::Z;
+use psis::{Advice, Diagnostics, Moments, Verdict, Worst};
 
 /// How many draws of q the summary stored in every [`Fit`] is computed from.
 pub const SUMMARY_DRAWS: usize = 1_000;
@@ -304,13 +303,26 @@ impl<Q> Fit<Q> {
             d.k_hat, d.k_hat_se, d.ess, d.draws
         )?;
         if let Some(m) = &d.moments {
-            let (shift, ratio) = (m.worst_mean_shift(Z), m.worst_sd_ratio(Z));
-            let name = |j| coordinate_name(&self.latents, j);
+            // the worst of z's coordinates and the constrained elements, by the verdict's bound
+            let z = d.slack();
+            let elements = self.latents.element_names();
+            let worst = |pick: &dyn Fn(&Moments) -> Worst, target: f64| {
+                let far = |w: &Worst| Some(w.upper(target, z)).filter(|u| !u.is_nan()).unwrap_or(f64::INFINITY);
+                let w = pick(m);
+                match d.constrained.as_ref().map(pick) {
+                    Some(x) if far(&x) > far(&w) => (x, elements[x.coordinate].clone()),
+                    _ => (w, coordinate_name(&self.latents, w.coordinate)),
+                }
+            };
+            let (shift, shift_at) = worst(&|m| m.worst_mean_shift(z), 0.0);
+            let (ratio, ratio_at) = worst(&|m| m.worst_sd_ratio(z), 1.0);
             write!(f, "  moments    q against the PSIS-reweighted draws: ")?;
-            write!(f, "mean off by {:.3} ± {:.3} sd ({}), ", shift.value, shift.se, name(shift.coordinate))?;
-            write!(f, "sd × {:.3} ± {:.3} ({})", ratio.value, ratio.se, name(ratio.coordinate))?;
+            write!(f, "mean off by {:.3} ± {:.3} sd ({shift_at}), ", shift.value, shift.se)?;
+            write!(f, "sd × {:.3} ± {:.3} ({ratio_at})", ratio.value, ratio.se)?;
             if !d.trusted() {
                 write!(f, "; not to be trusted, k̂ is too large")?;
+            } else if d.k_hat > 0.5 {
+                write!(f, "; at k̂ > 0.5 the verdict allows {:.1} of these errors, not 2", d.slack())?;
             }
             writeln!(f)?;
         }

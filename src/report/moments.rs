@@ -196,14 +196,17 @@ impl Accumulator {
     pub(crate) fn finish(self) -> Moments {
         assert!(self.settled, "settle before finishing");
         let each = |f: &dyn Fn(&Coordinate) -> f64| self.coords.iter().map(f).collect::<Vec<f64>>();
-        let ratio = |c: &Coordinate| (c.vq / c.vp).sqrt();
+        // an element that does not vary (a Cholesky factor's fixed entries) is exact
+        let fixed = |c: &Coordinate| c.vp == 0.0 && c.vq == 0.0;
+        let ratio = |c: &Coordinate| if fixed(c) { 1.0 } else { (c.vq / c.vp).sqrt() };
+        let or_zero = |c: &Coordinate, v: f64| if fixed(c) { 0.0 } else { v };
         Moments {
             mean: each(&|c| c.mp + c.center),
             sd: each(&|c| c.vp.sqrt()),
-            mean_shift: each(&|c| (c.mq - c.mp) / c.vp.sqrt()),
-            mean_shift_se: each(&|c| c.infl_shift.sqrt()),
+            mean_shift: each(&|c| or_zero(c, (c.mq - c.mp) / c.vp.sqrt())),
+            mean_shift_se: each(&|c| or_zero(c, c.infl_shift.sqrt())),
             sd_ratio: each(&ratio),
-            sd_ratio_se: each(&|c| ratio(c) * c.infl_ratio.sqrt()),
+            sd_ratio_se: each(&|c| or_zero(c, ratio(c) * c.infl_ratio.sqrt())),
         }
     }
 }
@@ -220,6 +223,16 @@ mod tests {
         assert!(m.sd_ratio.iter().all(|v| (v - 1.0).abs() < 1e-12), "{m:?}");
         assert!(m.mean_shift_se.iter().chain(&m.sd_ratio_se).all(|v| v.abs() < 1e-12), "{m:?}");
         assert!(m.within(1e-12, 1e-12, 2.0));
+    }
+
+    #[test]
+    fn an_element_that_does_not_vary_is_exact() {
+        // a Cholesky factor's fixed entry: 1 in every draw, whatever the weights
+        let z: Vec<f64> = (0..100).flat_map(|i| [1.0, i as f64]).collect();
+        let r: Vec<f64> = (0..100).map(|i| (i % 5) as f64 * 0.1).collect();
+        let m = Moments::from_draws(&r, &z, 2);
+        assert_eq!((m.mean_shift[0], m.sd_ratio[0], m.mean_shift_se[0], m.sd_ratio_se[0]), (0.0, 1.0, 0.0, 0.0));
+        assert!(m.mean_shift[1].abs() > 0.0 && m.sd_ratio_se[1] > 0.0, "{m:?}");
     }
 
     #[test]

@@ -146,8 +146,12 @@ pub struct Diagnostics {
     pub draws: usize,
     /// How many of them gave a non-finite log ratio (log p of −∞, NaN or +∞).
     pub nonfinite: usize,
-    /// The PSIS-reweighted moments against q's own (None from log ratios alone).
+    /// The PSIS-reweighted moments against q's own, of each coordinate of the unconstrained z
+    /// (None from log ratios alone).
     pub moments: Option<Moments>,
+    /// The same of each constrained element, in the order of [`crate::Latents::element_names`]
+    /// (None for a model whose latents are all real, or from log ratios or draws alone).
+    pub constrained: Option<Moments>,
     /// Whether q is a mean-field Gaussian (as far as known: false from log ratios or draws).
     pub mean_field: bool,
 }
@@ -198,6 +202,7 @@ impl Diagnostics {
             draws: log_ratios.len(),
             nonfinite: log_ratios.iter().filter(|x| !x.is_finite()).count(),
             moments,
+            constrained: None,
             mean_field,
         }
     }
