@@ -1,6 +1,7 @@
 //! The report of a fit: why and when it stopped, the ELBO trace, the final ELBO with its Monte
-//! Carlo standard error, PSIS diagnostics (k̂, log-evidence estimate), wall time, and the fitted q
-//! with its mean, covariance and draws.
+//! Carlo standard error, PSIS diagnostics (k̂ with its spread, the reweighted moments against q's,
+//! KL(q ‖ p), the log-evidence estimate), the verdict and what to do next, wall time, and the
+//! fitted q with its mean, covariance and draws. [`assess`] gives the same diagnostics for any q.
 //!
 //! ```text
 //! ELBO ≈ 1/n Σᵢ [log p(x, zᵢ) − log q(zᵢ)],   zᵢ ~ q fresh,   s.e. = sd(log p − log q) / √n
@@ -13,12 +14,19 @@
 //! - `evaluate.rs`: the final ELBO ± s.e., PSIS and the summary; the one maker of a [`Fit`];
 //! - `record.rs`: each method's record ([`Method`], [`Stochastic`], [`LrSearchReport`],
 //!   [`Convergence`]);
-//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ and the verdict.
+//! - `psis.rs`: Pareto-smoothed importance sampling, k̂ with its spread, the [`psis::Diagnostics`];
+//! - `moments.rs`: the PSIS-reweighted means and sds against q's own, with their Monte Carlo
+//!   errors;
+//! - `verdict.rs`: the verdict from all of them, and what to do next (with the run's stop
+//!   reason).
 
 mod evaluate;
+mod moments;
 pub mod psis;
 mod record;
+mod verdict;
 
+pub use evaluate::assess;
 pub(crate) use evaluate::{log_ratios, mean_se, Evaluation, Run};
 pub use record::{Averaged, Convergence, LrSearchReport, Method, StartRecord, Stochastic};
 
@@ -33,10 +41,16 @@ use crate::noise::{Noise, Stream};
 use crate::stop::StopReason;
 use crate::summary::{Draws, Summary};
 use crate::Result;
-use psis::Diagnostics;
+use psis::{Advice, Diagnostics, Moments, Verdict, Worst};
 
 /// How many draws of q the summary stored in every [`Fit`] is computed from.
 pub const SUMMARY_DRAWS: usize = 1_000;
+
+/// How many fresh draws of q the final ELBO and the diagnostics should rest on: k̂ spreads like
+/// S^(−1/4) (its tail has 3 √S ratios), about 0.14–0.21 from 1,000 draws, 0.07–0.11 from 4,000
+/// and 0.06–0.11 from 8,000 (tests/diagnose/psis.rs), so 4,000 buys most of the stability for
+/// 4,000 log p evaluations (16 batched calls) at the end of a fit.
+pub const EVALUATION_DRAWS: usize = 4_000;
 
 /// A fitted variational family and how the fit went.
 #[derive(Clone, Debug)]
@@ -135,6 +149,24 @@ impl<Q> Fit<Q> {
         self.diagnostics.as_ref().map_or(f64::NAN, |d| d.k_hat)
     }
 
+    /// How far q can be trusted: [`Diagnostics::verdict`], from k̂, its spread and the
+    /// PSIS-reweighted moments against q's (None if diagnostics were off).
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.diagnostics.as_ref().map(Diagnostics::verdict)
+    }
+
+    /// What to try next when q is not good: more steps if the run stopped at its limit, else
+    /// [`Diagnostics::advice`] (None when good, or if diagnostics were off).
+    pub fn advice(&self) -> Option<Advice> {
+        let d = self.diagnostics.as_ref()?;
+        let at_limit = matches!(self.run.stop_reason, StopReason::MaxSteps | StopReason::WallTime);
+        match d.advice() {
+            Some(Advice::CheckModel) => Some(Advice::CheckModel),
+            Some(_) if at_limit => Some(Advice::MoreSteps),
+            other => other,
+        }
+    }
+
     /// The ELBO estimate of every step (NaN where a step was skipped); for deterministic ADVI the
     /// ELBO on the fixed draws after every L-BFGS iteration, for Laplace log p(x, z) along the
     /// search for the mode.
@@ -229,8 +261,9 @@ impl<Q> fmt::Display for Report<'_, Q> {
 }
 
 impl<Q> Fit<Q> {
-    /// The printed report (family, stop reason, ELBO ± s.e., k̂, log-evidence estimate, time)
-    /// without the summary table that `Display` adds, for programs that print their own table.
+    /// The printed report (family, stop reason, ELBO ± s.e., k̂, the reweighted moments, KL and
+    /// log-evidence estimates, the verdict and what to do next, time) without the summary table
+    /// that `Display` adds, for programs that print their own table.
     pub fn report(&self) -> Report<'_, Q> {
         Report(self)
     }
@@ -251,18 +284,80 @@ impl<Q> Fit<Q> {
         }
         writeln!(f)?;
         if let Some(d) = &self.diagnostics {
-            writeln!(f, "  k̂          {:.2}: {}", d.k_hat, d.verdict())?;
-            writeln!(
-                f,
-                "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
-                d.log_evidence, d.log_evidence_se
-            )?;
+            self.write_diagnostics(f, d)?;
         }
         let secs = run.elapsed.as_secs_f64();
         match &run.stochastic {
             Some(st) => st.write_time(f, secs, run.iterations),
             None => write!(f, "  time       {secs:.3} s"),
         }
+    }
+}
+
+impl<Q> Fit<Q> {
+    /// The diagnostics' lines of the report: k̂, the moments, KL, log p(x), verdict, advice.
+    fn write_diagnostics(&self, f: &mut fmt::Formatter<'_>, d: &Diagnostics) -> fmt::Result {
+        writeln!(
+            f,
+            "  k̂          {:.2} ± {:.2} (PSIS; effective sample size {:.0} of {})",
+            d.k_hat, d.k_hat_se, d.ess, d.draws
+        )?;
+        if let Some(m) = &d.moments {
+            // the worst of z's coordinates and the constrained elements, by the verdict's bound
+            let z = d.slack();
+            let elements = self.latents.element_names();
+            let worst = |pick: &dyn Fn(&Moments) -> Worst, target: f64| {
+                let far = |w: &Worst| Some(w.upper(target, z)).filter(|u| !u.is_nan()).unwrap_or(f64::INFINITY);
+                let w = pick(m);
+                match d.constrained.as_ref().map(pick) {
+                    Some(x) if far(&x) > far(&w) => (x, elements[x.coordinate].clone()),
+                    _ => (w, coordinate_name(&self.latents, w.coordinate)),
+                }
+            };
+            let (shift, shift_at) = worst(&|m| m.worst_mean_shift(z), 0.0);
+            let (ratio, ratio_at) = worst(&|m| m.worst_sd_ratio(z), 1.0);
+            write!(f, "  moments    q against the PSIS-reweighted draws: ")?;
+            write!(f, "mean off by {:.3} ± {:.3} sd ({shift_at}), ", shift.value, shift.se)?;
+            write!(f, "sd × {:.3} ± {:.3} ({ratio_at})", ratio.value, ratio.se)?;
+            if !d.trusted() {
+                write!(f, "; not to be trusted, k̂ is too large")?;
+            } else if d.k_hat > 0.5 {
+                write!(f, "; at k̂ > 0.5 the verdict allows {:.1} of these errors, not 2", d.slack())?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "  KL(q‖p)    {:.4} ± {:.4} (log p̂(x) − ELBO)", d.kl, d.kl_se)?;
+        writeln!(
+            f,
+            "  log p(x)   {:.4} ± {:.4} (PSIS importance-sampling estimate; ≥ ELBO up to error)",
+            d.log_evidence, d.log_evidence_se
+        )?;
+        if let Some(v) = self.verdict() {
+            writeln!(f, "  verdict    {v}")?;
+        }
+        if let Some(a) = self.advice() {
+            write!(f, "  next       {a}")?;
+            match d.advice() {
+                Some(then) if then != a => writeln!(f, "; if that is not enough, {then}")?,
+                _ => writeln!(f)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of unconstrained coordinate `j`: the element's name for a real block, else the
+/// block's with the coordinate's index in it.
+fn coordinate_name(latents: &Latents, j: usize) -> String {
+    let Some(block) = latents.blocks().iter().find(|b| (b.offset()..b.offset() + b.unconstrained_len()).contains(&j))
+    else {
+        return format!("z[{j}]");
+    };
+    let k = j - block.offset();
+    if *block.bijector() == crate::latent::Bijector::Real {
+        block.element_names().swap_remove(k)
+    } else {
+        format!("{} (unconstrained coordinate {k})", block.name())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Importance-sampling diagnostics of a fitted q: Pareto-smoothed importance sampling (PSIS),
-//! its shape estimate k̂ (Yao et al. 2018; Vehtari et al. 2024), and the PSIS estimate of the log
-//! evidence.
+//! its shape estimate k̂ with its spread (Yao et al. 2018; Vehtari et al. 2024), the PSIS estimate
+//! of the log evidence and of KL(q ‖ p), and the [`Diagnostics`] that gather them with the
+//! reweighted moments ([`Moments`]) behind the [`Verdict`].
 //!
 //! ```text
 //! log rᵢ = log p(x, zᵢ) − log q(zᵢ),  zᵢ ~ q  (i = 1..S)
@@ -8,12 +9,14 @@
 //!       fitted by a generalised Pareto GP(k, σ) (Zhang & Stephens 2009, shrunk towards k = 0.5
 //!       with weight 10); the tail is replaced by the GP quantiles u + F⁻¹((j − ½) / M), and every
 //!       weight is truncated at the largest raw one.
-//! k̂ < 0.5: q is good as an importance proposal;  0.5 ≤ k̂ < 0.7: usable;  k̂ ≥ 0.7: do not trust q.
+//! se(k̂) ≈ (1 + k̂) / √M · M / (M + 10)                  (k̂ spreads like S^(−1/4): M ∝ √S)
 //! log p̂(x) = log (1/S Σ w̃ᵢ),   s.e. ≈ sd(w̃) / (√S · mean(w̃))   (delta method; honest only for
 //!                                                                  small k̂)
+//! KL(q ‖ p) = log p(x) − ELBO ≈ log p̂(x) − 1/S Σ log rᵢ
 //! ```
 
-use std::fmt;
+pub use super::moments::{Moments, Worst};
+pub use super::verdict::{Advice, Verdict};
 
 /// The result of Pareto smoothing a set of log importance ratios.
 #[derive(Clone, Debug)]
@@ -21,10 +24,23 @@ pub struct Psis {
     /// The generalised-Pareto shape k̂ of the upper tail: ∞ when it cannot be estimated (NaN or
     /// +∞ ratios, too few draws), −∞ when the largest ratios are all equal (bounded weights).
     pub k_hat: f64,
+    /// Its standard error, (1 + k̂) / √M · M / (M + 10) for M = `tail_len` (0 when the tail is
+    /// flat, ∞ with k̂).
+    pub k_hat_se: f64,
     /// The smoothed log weights, in the order of the input.
     pub log_weights: Vec<f64>,
     /// How many of the largest ratios formed the tail.
     pub tail_len: usize,
+}
+
+/// The standard error of k̂ from a tail of `m` ratios: the maximum-likelihood asymptotics of the
+/// generalised Pareto shape, sd ≈ (1 + k) / √m (regular for k > −½; taken at k = 0 below it),
+/// shrunk like k̂ by the prior's weight of 10 (`gpd_fit`). Over 20 independent sets of draws this
+/// matched the spread of k̂ within about 20 % for k between 0 and 0.7 and 1,000–8,000 draws
+/// (tests/diagnose/spread.rs).
+fn k_hat_se(k: f64, m: usize) -> f64 {
+    let m = m as f64;
+    (1.0 + k.max(0.0)) / m.sqrt() * m / (m + 10.0)
 }
 
 /// The spread of the largest log ratios below which they count as equal: the tail's weights
@@ -39,7 +55,7 @@ pub fn psis(log_ratios: &[f64]) -> Psis {
     let bad = log_ratios.iter().any(|x| x.is_nan() || *x == f64::INFINITY);
     let tail_len = ((0.2 * s as f64).min(3.0 * (s as f64).sqrt())).ceil() as usize;
     if bad || tail_len < 5 || tail_len >= s {
-        return Psis { k_hat: f64::INFINITY, log_weights: log_ratios.to_vec(), tail_len: 0 };
+        return Psis { k_hat: f64::INFINITY, k_hat_se: f64::INFINITY, log_weights: log_ratios.to_vec(), tail_len: 0 };
     }
     let max = log_ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let mut lw: Vec<f64> = log_ratios.iter().map(|x| x - max).collect();
@@ -65,7 +81,8 @@ pub fn psis(log_ratios: &[f64]) -> Psis {
         }
     }
     let log_weights = lw.iter().map(|x| x.min(0.0) + max).collect();
-    Psis { k_hat, log_weights, tail_len }
+    let k_hat_se = if flat { 0.0 } else { k_hat_se(k_hat, tail_len) };
+    Psis { k_hat, k_hat_se, log_weights, tail_len }
 }
 
 /// Fits a generalised Pareto distribution to positive exceedances `x` sorted ascending
@@ -106,73 +123,88 @@ fn gpd_quantile(p: f64, k: f64, sigma: f64) -> f64 {
     }
 }
 
-/// How far q can be trusted, from k̂ (Yao et al. 2018).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// k̂ < 0.5.
-    Good,
-    /// 0.5 ≤ k̂ < 0.7.
-    Usable,
-    /// k̂ ≥ 0.7, or k̂ could not be estimated.
-    Unreliable,
-}
-
-impl Verdict {
-    /// The verdict for a k̂.
-    pub fn from_k_hat(k_hat: f64) -> Self {
-        if k_hat < 0.5 {
-            Verdict::Good
-        } else if k_hat < 0.7 {
-            Verdict::Usable
-        } else {
-            Verdict::Unreliable
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Good => "good: q is close to the posterior where it matters",
-            Verdict::Usable => "usable: q is a fair approximation, but check important expectations",
-            Verdict::Unreliable => "do not trust q: the posterior has mass or tails that q misses",
-        })
-    }
-}
-
-/// PSIS diagnostics of q from log importance ratios on fresh draws.
+/// PSIS diagnostics of q from log importance ratios on fresh draws: k̂ with its spread, the
+/// log evidence, KL(q ‖ p), and (from the draws themselves) the reweighted moments against q's.
 #[derive(Clone, Debug)]
 pub struct Diagnostics {
     /// The Pareto shape k̂.
     pub k_hat: f64,
+    /// Its standard error, (1 + k̂) / √M · M / (M + 10) for a tail of M ratios (the maximum
+    /// likelihood asymptotics with the prior's weight of 10; for k̂ < 0 as if k̂ = 0).
+    pub k_hat_se: f64,
     /// The PSIS estimate of log p(x).
     pub log_evidence: f64,
     /// Its standard error (delta method; meaningful only when k̂ is small).
     pub log_evidence_se: f64,
+    /// KL(q ‖ p) ≈ log p̂(x) − ELBO, both on these draws (a lower estimate: log p̂ is biased low).
+    pub kl: f64,
+    /// Its standard error (delta method on each draw's influence; meaningful when k̂ < 0.7).
+    pub kl_se: f64,
+    /// The effective sample size of the smoothed weights, 1 / Σ w̃ᵢ² (normalised w̃).
+    pub ess: f64,
     /// How many draws were used.
     pub draws: usize,
+    /// How many of them gave a non-finite log ratio (log p of −∞, NaN or +∞).
+    pub nonfinite: usize,
+    /// The PSIS-reweighted moments against q's own, of each coordinate of the unconstrained z
+    /// (None from log ratios alone).
+    pub moments: Option<Moments>,
+    /// The same of each constrained element, in the order of [`crate::Latents::element_names`]
+    /// (None for a model whose latents are all real, or from log ratios or draws alone).
+    pub constrained: Option<Moments>,
+    /// Whether q is a mean-field Gaussian (as far as known: false from log ratios or draws).
+    pub mean_field: bool,
+}
+
+/// The smoothed log weights as normalised weights w̃ᵢ (Σ w̃ᵢ = 1).
+pub(crate) fn normalised(log_weights: &[f64]) -> Vec<f64> {
+    let max = log_weights.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = log_weights.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    w.iter().map(|x| x / total).collect()
 }
 
 impl Diagnostics {
-    /// Computes k̂ and the log-evidence estimate from log rᵢ = log p(x, zᵢ) − log q(zᵢ), zᵢ ~ q.
+    /// k̂, the log-evidence and KL estimates from log rᵢ = log p(x, zᵢ) − log q(zᵢ), zᵢ ~ q; without
+    /// the draws, no moments.
     pub fn from_log_ratios(log_ratios: &[f64]) -> Self {
+        Self::new(log_ratios, &psis(log_ratios), None, false)
+    }
+
+    /// Everything, the reweighted moments included, from the log ratios and the draws `z` they
+    /// came from (row-major `[S, D]`, unconstrained).
+    pub fn from_draws(log_ratios: &[f64], z: &[f64], d: usize) -> Self {
         let p = psis(log_ratios);
+        let moments = Moments::from_draws(log_ratios, z, d);
+        Self::new(log_ratios, &p, Some(moments), false)
+    }
+
+    pub(crate) fn new(log_ratios: &[f64], p: &Psis, moments: Option<Moments>, mean_field: bool) -> Self {
         let s = p.log_weights.len() as f64;
         let max = p.log_weights.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let w: Vec<f64> = p.log_weights.iter().map(|l| (l - max).exp()).collect();
         let mean = w.iter().sum::<f64>() / s;
         let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (s - 1.0);
+        let elbo = log_ratios.iter().sum::<f64>() / s;
+        // KL = log mean(w̃) − mean(log r): each draw's influence (w̃ᵢ / mean − 1) − (log rᵢ − ELBO)
+        let infl: Vec<f64> = w.iter().zip(log_ratios).map(|(wi, r)| (wi / mean - 1.0) - (r - elbo)).collect();
+        let kl_var = infl.iter().map(|x| x * x).sum::<f64>() / (s - 1.0);
+        let ess = 1.0 / w.iter().map(|x| (x / (mean * s)).powi(2)).sum::<f64>();
+        let log_evidence = max + mean.ln();
         Diagnostics {
             k_hat: p.k_hat,
-            log_evidence: max + mean.ln(),
+            k_hat_se: p.k_hat_se,
+            log_evidence,
             log_evidence_se: (var / s).sqrt() / mean,
+            kl: log_evidence - elbo,
+            kl_se: (kl_var / s).sqrt(),
+            ess,
             draws: log_ratios.len(),
+            nonfinite: log_ratios.iter().filter(|x| !x.is_finite()).count(),
+            moments,
+            constrained: None,
+            mean_field,
         }
-    }
-
-    /// The plain-language verdict on q.
-    pub fn verdict(&self) -> Verdict {
-        Verdict::from_k_hat(self.k_hat)
     }
 }
 

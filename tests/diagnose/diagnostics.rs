@@ -1,6 +1,6 @@
 //! PSIS diagnostics at the end of a fit (Yao et al. 2018): k̂ separates a q that matches the
-//! posterior from one that misses its mass or tails, and the PSIS log-evidence estimate agrees with
-//! the exact log p(y) of the conjugate linear regression.
+//! posterior from one that misses its mass or tails, the fit's verdict and advice follow, and the
+//! PSIS log-evidence estimate agrees with the exact log p(y) of the conjugate linear regression.
 //!
 //! Expected k̂ (for a Gaussian q of a Gaussian p, the importance weights grow like
 //! exp(½ zᵀ(Σ_q⁻¹ − Σ_p⁻¹) z), so k = 1 − s_q² / s_p² in the direction where q is narrowest
@@ -11,7 +11,7 @@
 //! - a Gaussian q of a Student-t (ν = 2) target: the weights grow like exp(z² / 2s²), k = 1 > 0.7.
 
 use crate::common::gaussian_target;
-use elbo::diagnose::Verdict;
+use elbo::diagnose::{Advice, Verdict};
 use elbo::prelude::*;
 use elbo_models::LinearRegression;
 
@@ -37,7 +37,29 @@ fn k_hat_is_small_when_the_family_is_exact() {
     let fit = settle(FullRank).fit(&correlated()).unwrap();
     println!("{fit}");
     assert!(fit.k_hat() < 0.5, "full-rank q of a Gaussian: k̂ = {}", fit.k_hat());
-    assert_eq!(fit.diagnostics().unwrap().verdict(), Verdict::Good);
+}
+
+#[test]
+fn a_fit_stopped_at_its_step_limit_is_told_to_take_more_steps() {
+    // 100 steps: the stopping rule cannot have decided. Whatever q is by then, the fit's verdict
+    // is its diagnostics' (the check measures q itself), the reweighted sds see q's actual error
+    // (p's sds are 1), and a q that is not good is told to take more steps first.
+    let fit = settle(FullRank).steps(100).fit(&correlated()).unwrap();
+    println!("{fit}");
+    assert_eq!(fit.stop_reason(), StopReason::MaxSteps);
+    let d = fit.diagnostics().unwrap();
+    assert_eq!(fit.verdict(), Some(d.verdict()));
+    let expected = if d.verdict() == Verdict::Good { None } else { Some(Advice::MoreSteps) };
+    assert_eq!(fit.advice(), expected);
+    if d.trusted() {
+        let m = d.moments.as_ref().unwrap();
+        let sd: Vec<f64> =
+            crate::common::host(&fit.covariance().unwrap()).iter().step_by(3).map(|v| v.sqrt()).collect();
+        for (j, ((ratio, se), sd)) in m.sd_ratio.iter().zip(&m.sd_ratio_se).zip(&sd).enumerate() {
+            let err = (ratio - sd).abs();
+            assert!(err <= d.slack() * se + 0.01, "z[{j}]: ratio {ratio} ± {se}, q's sd {sd}");
+        }
+    }
 }
 
 #[test]
@@ -48,8 +70,13 @@ fn k_hat_is_large_for_mean_field_on_a_correlated_gaussian() {
     let sd: Vec<f64> = crate::common::host(&fit.covariance().unwrap()).iter().step_by(3).map(|v| v.sqrt()).collect();
     assert!(sd.iter().all(|s| (s / (1.0 - RHO * RHO).sqrt() - 1.0).abs() < 0.05), "{sd:?}");
     assert!(fit.k_hat() > 0.7, "mean-field q of ρ = 0.99: k̂ = {}", fit.k_hat());
-    assert_eq!(fit.diagnostics().unwrap().verdict(), Verdict::Unreliable);
+    assert_eq!(fit.verdict(), Some(Verdict::Unreliable));
     assert!(fit.to_string().contains("do not trust q"), "{fit}");
+    // a mean-field q that misses the correlation: a full-rank family (unless it stopped at its
+    // step limit, when more steps come first)
+    let expected = if fit.stop_reason() == StopReason::MaxSteps { Advice::MoreSteps } else { Advice::FullRank };
+    assert_eq!(fit.advice(), Some(expected));
+    assert_eq!(fit.diagnostics().unwrap().advice(), Some(Advice::FullRank));
 }
 
 #[test]
