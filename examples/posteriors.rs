@@ -18,12 +18,12 @@
 //! ```
 //!
 //! One markdown table has a row per posterior, method and seed: max |z|, the sd ratio farthest from
-//! 1, k̂ and its verdict (good < 0.5 ≤ usable < 0.7 ≤ unreliable), the work (ADVI's steps; the
+//! 1, k̂ and the fit's verdict (`Fit::verdict`: k̂ with its spread and the PSIS-reweighted moments), the work (ADVI's steps; the
 //! L-BFGS methods' gradient evaluations, Hessian included), the wall time of the fit (its own final
 //! ELBO and k̂ included, the comparison's draws not) and why it stopped. A method that fails has its
 //! error in its row. A second table counts the rows by quality and verdict: how often k̂ tells the
 //! truth about q. `dadvi (LR)` is the same DADVI fit seen through its linear-response covariance,
-//! N(μ̂, Cov_LR), with a k̂ of its own from 1,000 draws.
+//! N(μ̂, Cov_LR), with k̂ and verdict of its own (`elbo::report::assess`, 4,000 draws).
 //!
 //! A method is one entry of [`methods`]: a name and a closure from (model, seed) to outcomes.
 
@@ -34,11 +34,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use elbo::diagnose::{Diagnostics, Verdict};
+use elbo::diagnose::Verdict;
 use elbo::map::{Dadvi, Laplace};
-use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;
 use elbo::report::StartRecord;
+use elbo::report::EVALUATION_DRAWS;
 use elbo::{Draws, Method as Record, Pathfinder};
 use elbo_models::posteriordb::{data_dir, BoxedModel, Comparison, Posterior, Quality, Reference};
 
@@ -99,6 +99,8 @@ struct Outcome {
     /// Draws of q on the constrained scale.
     draws: Draws,
     k_hat: f64,
+    /// The fit's own verdict (None: no diagnostics).
+    verdict: Option<Verdict>,
     /// Gradient evaluations or steps, in words.
     work: String,
     stop: String,
@@ -143,10 +145,12 @@ fn methods() -> Vec<MethodRow> {
             let fit = Dadvi::new().dtype(DType::F64).seed(seed).fit(&**model)?;
             let mean_field = outcome(fit.fit(), n)?;
             let lr_q = fit.linear_response_q()?;
+            let assessed = elbo::report::assess(&lr_q, &**model, EVALUATION_DRAWS, seed)?;
             let linear_response = Outcome {
                 variant: "LR",
                 draws: fit.linear_response_draws(n)?,
-                k_hat: k_hat(&lr_q, model, seed)?,
+                k_hat: assessed.k_hat,
+                verdict: Some(assessed.verdict()),
                 work: mean_field.work.clone(),
                 stop: mean_field.stop.clone(),
             };
@@ -178,16 +182,14 @@ fn outcome<Q: VariationalFamily>(fit: &Fit<Q>, n: usize) -> elbo::Result<Outcome
             _ => format!("{} steps", fit.iterations()),
         },
     };
-    Ok(Outcome { variant: "", draws: fit.draws(n)?, k_hat: fit.k_hat(), work, stop: stop_reason(fit.stop_reason()) })
-}
-
-/// PSIS k̂ of a q from 1,000 fresh draws (the number a fit's own report uses).
-fn k_hat<Q: VariationalFamily>(q: &Q, model: &BoxedModel, seed: u64) -> elbo::Result<f64> {
-    let eps = Noise::new(seed, Stream::Evaluate).standard_normal(1_000, q.dim(), q.dtype(), &q.device())?;
-    let z = q.rsample(&eps)?.detach();
-    let log_ratios = (model.log_joint(&z)? - q.log_prob(&z)?)?;
-    let log_ratios: Vec<f64> = log_ratios.to_dtype(DType::F64)?.to_vec1()?;
-    Ok(Diagnostics::from_log_ratios(&log_ratios).k_hat)
+    Ok(Outcome {
+        variant: "",
+        draws: fit.draws(n)?,
+        k_hat: fit.k_hat(),
+        verdict: fit.verdict(),
+        work,
+        stop: stop_reason(fit.stop_reason()),
+    })
 }
 
 /// A stop reason in a few words.
@@ -216,10 +218,11 @@ impl Row {
     fn verdict(&self) -> &'static str {
         match &self.result {
             Err(_) => "failed",
-            Ok((_, o)) => match Verdict::from_k_hat(o.k_hat) {
-                Verdict::Good => "good",
-                Verdict::Usable => "usable",
-                Verdict::Unreliable => "unreliable",
+            Ok((_, o)) => match o.verdict {
+                Some(Verdict::Good) => "good",
+                Some(Verdict::Usable) => "usable",
+                Some(Verdict::Unreliable) => "unreliable",
+                None => "—",
             },
         }
     }

@@ -120,7 +120,7 @@ impl<F: Family> Advi<F> {
     /// the steps in its whitened coordinates, for the built-in families ([`Advi::init_pathfinder`];
     /// other families start at location 0 and scale 0.1), 1 draw per step, at most 10,000 steps
     /// with the stationary stopping rule ([`Advi::stop`]), seed 0, Adam with η = 0.01 and a
-    /// constant rate, the entropy estimator, F32 on the CPU, a log link for the scales, 1,000
+    /// constant rate, the entropy estimator, F32 on the CPU, a log link for the scales, 4,000
     /// fresh draws for the final ELBO and the PSIS diagnostics, and failure after 20 non-finite
     /// steps in a row.
     pub fn new(family: F) -> Self {
@@ -150,7 +150,7 @@ impl<F: Family> Advi<F> {
             family_gradient: FamilyGradient::ClosedForm,
             init_scale: 0.1,
             link: ScaleLink::Log,
-            elbo_draws: 1_000,
+            elbo_draws: crate::report::EVALUATION_DRAWS,
             max_consecutive_nonfinite: 20,
             diagnostics: true,
         }

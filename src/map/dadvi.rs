@@ -78,7 +78,7 @@ impl Default for Dadvi {
 
 impl Dadvi {
     /// The defaults: M = 30 independent draws (the paper's choice), L-BFGS ([`Lbfgs::default`]),
-    /// μ = 0 and σ = 0.1 at the start, linear response on, F64 on the CPU, seed 0, and 1,000 fresh
+    /// μ = 0 and σ = 0.1 at the start, linear response on, F64 on the CPU, seed 0, and 4,000 fresh
     /// draws for the reported ELBO and k̂.
     pub fn new() -> Self {
         Dadvi {

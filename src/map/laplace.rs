@@ -51,7 +51,7 @@ impl Default for Laplace {
 }
 
 impl Laplace {
-    /// The defaults: [`Map::new`]'s search, F64 on the CPU, seed 0, 1,000 fresh draws for the
+    /// The defaults: [`Map::new`]'s search, F64 on the CPU, seed 0, 4,000 fresh draws for the
     /// ELBO and k̂.
     pub fn new() -> Self {
         Laplace { map: Map::new(), reporting: Reporting::new() }

@@ -98,7 +98,13 @@ pub(crate) struct Reporting {
 
 impl Reporting {
     pub(crate) fn new() -> Self {
-        Reporting { seed: 0, elbo_draws: 1_000, diagnostics: true, dtype: DType::F64, device: Device::Cpu }
+        Reporting {
+            seed: 0,
+            elbo_draws: crate::report::EVALUATION_DRAWS,
+            diagnostics: true,
+            dtype: DType::F64,
+            device: Device::Cpu,
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
