@@ -1,6 +1,7 @@
 //! Deterministic ADVI (DADVI; Giordano, Ingram & Broderick, JMLR 2024): the ELBO of a mean-field
-//! Gaussian on M draws of ε fixed once, maximised by L-BFGS to a gradient-norm tolerance, with
-//! linear-response covariances and standard errors for the choice of draws.
+//! Gaussian on M draws of ε fixed once, maximised by L-BFGS and finished by Newton steps on the
+//! objective's Hessian to a Newton-decrement tolerance (newton.rs), with linear-response covariances
+//! and standard errors for the choice of draws.
 //!
 //! ```text
 //! η = (μ, ω),  σ = e^ω,  z_m = μ + σ ⊙ ε_m,  ε₁ … ε_M ~ N(0, I) drawn once (or in pairs ε, −ε)
@@ -17,7 +18,7 @@
 //! Gaussian posterior it equals Λ⁻¹ up to an O(1/M) error from the draws (exactly, with
 //! antithetic pairs). The sandwich Cov(η̂) is the spread of η̂ over fresh choices of the M draws.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::time::Instant;
 
@@ -25,8 +26,9 @@ use candle_core::{DType, Device, Tensor};
 
 use super::bridge::{dtype_epsilon, log_joint_and_grad, short, Memo};
 use super::hessian::{stencil, stencil_scaled, Hessian};
-use super::lbfgs::{minimize, Lbfgs, Smooth};
+use super::lbfgs::{Lbfgs, Smooth};
 use super::mode::Map;
+use super::newton::{minimize, Curvature};
 use super::{bad_start, coordinate_names, Reporting};
 use crate::family::{FullRankGaussian, MeanFieldGaussian, ScaleLink};
 use crate::latent::Start;
@@ -132,6 +134,13 @@ impl Dadvi {
         self
     }
 
+    /// Where the objective's Hessian H is computed (linear response, or a Newton finish):
+    /// converged when the Newton decrement's half ½ ∇ᵀH⁻¹∇ of −ELBO_M is at most `tol` nats.
+    pub fn tol_decrement(mut self, tol: f64) -> Self {
+        self.lbfgs.tol_decrement = tol;
+        self
+    }
+
     /// The initial mean (unconstrained, length D); default 0.
     pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
         self.start.loc = Some(loc);
@@ -207,10 +216,11 @@ impl Dadvi {
         Ok(())
     }
 
-    /// Fixes the draws, maximises ELBO_M with L-BFGS, and reports. Fails with
-    /// [`Error::NotConverged`] when the gradient tolerance is not reached, and with
-    /// [`Error::NotPositiveDefinite`] when (with linear response on) the objective is flat along a
-    /// direction at the optimum.
+    /// Fixes the draws, maximises ELBO_M with L-BFGS (finished by damped Newton steps with the
+    /// objective's finite-difference Hessian when L-BFGS stops short, and checked on that Hessian's
+    /// Newton decrement with linear response on), and reports. Fails with [`Error::NotConverged`]
+    /// when no tolerance is reached, and with [`Error::NotPositiveDefinite`] when (with linear
+    /// response on) the objective is flat along a direction at the optimum.
     pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<DadviFit> {
         self.validate()?;
         let started = Instant::now();
@@ -234,14 +244,20 @@ impl Dadvi {
         let names = coordinate_names(&latents_of(model));
         let eta_names: Vec<String> =
             names.iter().map(|n| format!("μ({n})")).chain(names.iter().map(|n| format!("log σ({n})"))).collect();
-        let mut found = minimize(&objective, eta0, &self.lbfgs, "DADVI (L-BFGS on −ELBO_M)", &eta_names)?;
-        let inverse = match self.linear_response {
-            true => Some(objective.hessian(&found.x, &eta_names)?.1),
-            false => None,
+        let method_name = "DADVI (L-BFGS on −ELBO_M)";
+        // the objective's Hessian checks the answer with linear response on, and finishes a run
+        // that stopped short in any case
+        let hessian_evaluations = Cell::new(0);
+        let mut hessian_at = |eta: &[f64], _: Option<&Curvature>| -> Result<Curvature> {
+            hessian_evaluations.set(hessian_evaluations.get() + 4 * d);
+            let (hessian, inverse) = objective.hessian(eta, &eta_names)?;
+            Ok(Curvature { hessian, inverse })
         };
-        if let Some(inverse) = &inverse {
-            found.polish(&objective, inverse);
-        }
+        let check = self.linear_response;
+        let (mut found, finished) =
+            minimize(&objective, eta0, &self.lbfgs, method_name, &eta_names, check, &mut hessian_at)?;
+        let hessian_evaluations = hessian_evaluations.get();
+        let inverse = finished.filter(|_| check).map(|f| f.curvature.inverse);
         let eta = found.x;
         let before = objective.evaluations();
         objective.value_and_gradient(&eta)?; // usually the last point: then nothing is evaluated
@@ -252,7 +268,6 @@ impl Dadvi {
         let elbo = -found.value + d as f64 * (0.5 + HALF_LN_2PI);
         let (_, se) = crate::report::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
         let linear_response = inverse.map(|inverse| LinearResponse::new(&inverse, &units, d));
-        let hessian_evaluations = if self.linear_response { 4 * d } else { 0 };
         let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
         let q = MeanFieldGaussian::new(&eta[..d], &sigma, ScaleLink::Log, dtype, &objective.device)?;
         let c = found.convergence;
@@ -390,7 +405,7 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
         }
         let hessian = Hessian::from_stencil(&h, &grads, dtype_epsilon(self.dtype));
         let inverse = hessian.inverse(
-            "the Hessian of the DADVI objective −ELBO_M(μ, log σ) at its optimum",
+            &format!("the Hessian of the DADVI objective −ELBO_M(μ, log σ) at η = {}", short(eta)),
             names,
             "The objective is flat or curves the wrong way along that direction: the posterior may be improper \
              there (give those latents a proper prior), or the fixed draws too few to pin it down (more `.draws(…)`).",
