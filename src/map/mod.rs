@@ -29,7 +29,7 @@ mod mode;
 mod newton;
 
 pub use bridge::NegLogJoint;
-pub use dadvi::{Dadvi, DadviFit};
+pub use dadvi::{Dadvi, DadviFit, DadviStart};
 pub use laplace::Laplace;
 pub use lbfgs::Lbfgs;
 pub(crate) use lbfgs::{minimize_on_path, Point};

@@ -11,6 +11,11 @@
 //!   from `ExactPosterior`.
 //! - A 2-D Gaussian with sds 10⁻⁷ and 1 (condition number 10¹⁴): Laplace accepts the Hessian and
 //!   gets both sds.
+//! - posteriordb's earnings on the raw dollar scale, made exactly Gaussian: yᵢ ~ N(β₁ + β₂ hᵢ, σ²)
+//!   with σ = 19,000 known, heights hᵢ ≈ 66 ± 4 and earnings in the tens of thousands, N = 1,000,
+//!   and a prior sd of 10⁸ (flat next to sds of 10⁴): posterior sds ≈ 9,900 and 150, correlation
+//!   −0.998, where a gradient norm of 10⁻⁶ means 10⁻² sd from the mode. Exact answers from
+//!   `ExactPosterior`.
 
 use crate::common::host;
 use elbo::map::{Dadvi, Laplace, Map};
@@ -136,9 +141,9 @@ fn regression_on_covariates_around_2000_with_small_sds() {
     check_regression(1e-3, false);
 }
 
-/// From DADVI's default start (σ = 0.1, 10⁴ sds of the slope away) L-BFGS on log σ, whose
-/// curvature grows as σ², uses up its restarts; damped Newton steps on the objective's Hessian
-/// then finish the run.
+/// From the old default start (σ = 0.1, 10⁴ sds of the slope away) L-BFGS on log σ, whose
+/// curvature grows as σ², uses up its restarts before Newton steps finish the run; the default
+/// now starts at the mode with σᵢ = 1/√Hᵢᵢ, next to the optimum.
 #[test]
 fn dadvi_on_the_regression_with_small_sds() {
     check_regression(1e-3, true);
@@ -157,4 +162,66 @@ fn laplace_accepts_a_condition_number_of_1e14() {
     let sd = [cov[0].sqrt(), cov[3].sqrt()];
     println!("Laplace sds {:.6e}, {:.6e}", sd[0], sd[1]);
     assert!((sd[0] / 1e-7 - 1.0).abs() < 1e-3 && (sd[1] - 1.0).abs() < 1e-3, "{sd:?}");
+}
+
+/// The earnings-like regression (module doc): yᵢ = −61,000 + 1,260 hᵢ + 19,000 eᵢ, hᵢ = 66 + 4 uᵢ,
+/// with low-discrepancy uᵢ and eᵢ of mean 0 and variance 1.
+fn earnings_like() -> (LinearRegression, ExactPosterior) {
+    let n = 1_000;
+    let frac = |v: f64| v - v.floor();
+    let u: Vec<f64> = (0..n).map(|i| 3f64.sqrt() * (2.0 * frac(0.5 + i as f64 * 0.618_033_988_75) - 1.0)).collect();
+    let e: Vec<f64> = (0..n).map(|i| 3f64.sqrt() * (2.0 * frac(0.25 + i as f64 * 0.754_877_666_2) - 1.0)).collect();
+    let height: Vec<f64> = u.iter().map(|u| 66.0 + 4.0 * u).collect();
+    let design: Vec<f64> = height.iter().flat_map(|h| [1.0, *h]).collect();
+    let y: Vec<f64> = (0..n).map(|i| -61_000.0 + 1_260.0 * height[i] + 19_000.0 * e[i]).collect();
+    let x = Tensor::from_vec(design, (n, 2), &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(y, n, &Device::Cpu).unwrap();
+    let model = LinearRegression::new(&x, &y, 1e8, 19_000.0).unwrap();
+    let exact = model.exact_posterior().unwrap();
+    (model, exact)
+}
+
+#[test]
+fn laplace_and_dadvi_on_an_earnings_like_regression_in_dollars() {
+    let (model, exact) = earnings_like();
+    let (sa, sb, rho) = sds_and_correlation(&exact.cov);
+    println!("exact: means {:.1}, {:.2}; sds {sa:.1}, {sb:.2}; correlation {rho:.5}", exact.mean[0], exact.mean[1]);
+    assert!(sa > 5e3 && sb > 100.0 && rho < -0.99, "the test needs earnings' scales: {sa}, {sb}, {rho}");
+    let sd = [sa, sb];
+
+    let fit = Laplace::new().fit(&model).unwrap_or_else(|e| panic!("Laplace: {e}"));
+    let Method::Laplace { lbfgs, .. } = fit.method() else { panic!("not Laplace") };
+    println!("  Laplace: {lbfgs}");
+    assert_eq!(fit.stop_reason(), StopReason::LbfgsConverged);
+    assert!(lbfgs.met_tolerance() && lbfgs.decrement.is_some_and(|d| d <= lbfgs.tol_decrement), "{lbfgs:?}");
+    let mean = host(&fit.mean().unwrap());
+    let (la, lb, lrho) = sds_and_correlation(&host(&fit.covariance().unwrap()));
+    println!("  Laplace: means {:.3}, {:.5}; sds {la:.3}, {lb:.5}; correlation {lrho:.7}", mean[0], mean[1]);
+    for i in 0..2 {
+        let off = (mean[i] - exact.mean[i]).abs() / sd[i];
+        assert!(off < 1e-3, "Laplace mean {i} is {off:.2e} sd from the exact mean");
+    }
+    assert!((la / sa - 1.0).abs() < 1e-2 && (lb / sb - 1.0).abs() < 1e-2, "Laplace sds {la}, {lb} vs {sa}, {sb}");
+
+    let dadvi = Dadvi::new().fit(&model).unwrap_or_else(|e| panic!("DADVI: {e}"));
+    let Method::Dadvi { lbfgs, .. } = dadvi.fit().method() else { panic!("not DADVI") };
+    println!("  DADVI: {lbfgs}; started at {:?}", dadvi.start());
+    assert_eq!(dadvi.fit().stop_reason(), StopReason::LbfgsConverged);
+    assert!(lbfgs.met_tolerance(), "{lbfgs:?}");
+    let mean = host(&dadvi.fit().mean().unwrap());
+    for i in 0..2 {
+        let off = (mean[i] - exact.mean[i]).abs() / sd[i];
+        assert!(off < 0.1, "DADVI mean {i} is {off:.2e} sd from the exact mean");
+    }
+    // and from its old default start, μ = 0 and σ = 0.1, 10⁴ sds away, where L-BFGS stalls
+    let from_point = Dadvi::new().init_at_mode(false).fit(&model).unwrap_or_else(|e| panic!("DADVI from 0: {e}"));
+    let Method::Dadvi { lbfgs, .. } = from_point.fit().method() else { panic!("not DADVI") };
+    println!("  DADVI from μ = 0, σ = 0.1: {lbfgs}");
+    assert!(lbfgs.met_tolerance() && !lbfgs.rounding_floor, "{lbfgs:?}");
+    let point_mean = host(&from_point.fit().mean().unwrap());
+    for i in 0..2 {
+        // the same optimum of the same draws, whichever the start
+        let off = (point_mean[i] - mean[i]).abs() / sd[i];
+        assert!(off < 1e-4, "DADVI from 0, mean {i}: {off:.2e} sd from the one started at the mode");
+    }
 }
