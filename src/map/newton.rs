@@ -214,7 +214,8 @@ pub(crate) fn minimize<P: Smooth>(
             Err(e) => Some(format!("no Newton steps from there: {e}")),
         };
         let Some(trouble) = trouble else {
-            found.convergence.lbfgs_note = short.map(|s| s.note);
+            let floor = before.convergence.rounding_floor.then(|| "it stopped at f's rounding floor".to_string());
+            found.convergence.lbfgs_note = short.map(|s| s.note).or(floor);
             return Ok((found, attempt.ok()));
         };
         match short {
