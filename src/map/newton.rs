@@ -179,14 +179,15 @@ pub(crate) type HessianAt<'a> = dyn FnMut(&[f64], Option<&Curvature>) -> Result<
 
 /// L-BFGS from `x0`, then Newton steps ([`finish`]): they check the answer on the Hessian from
 /// `hessian_at` when `check` (Laplace, a MAP with the curvature check, DADVI with linear
-/// response), and finish a run that stopped short or at its rounding floor in any case. L-BFGS hands over at its second
-/// stall, where more restarts rarely help; if the Newton steps cannot finish from there (the
-/// Hessian is not positive definite so far from the mode, or they stall), L-BFGS resumes from the
-/// best point with the iterations and restarts left, hands over again after twice as many stalls
-/// (4, then 8, while they fit in the 20 restarts), and the steps try again where it ends.
-/// Fails with L-BFGS's error, plus what the Newton steps met, when neither gets to a tolerance or
-/// the rounding floor; with the Hessian's error when L-BFGS converged and the Hessian is not
-/// positive definite.
+/// response), and finish a run that stopped short or at its rounding floor in any case. L-BFGS
+/// hands over at its second stall, where more restarts rarely help; if the Newton steps cannot
+/// finish from there (the Hessian is not positive definite so far from the mode, or they stall),
+/// L-BFGS resumes from the best point with the iterations and restarts left, hands over again
+/// after twice as many stalls (4, then 8, while they fit in the 20 restarts), and the steps try
+/// again where it ends. Fails with L-BFGS's error, plus what the Newton steps met, when neither
+/// gets to a tolerance or the rounding floor; with the Hessian's error when `check` and the
+/// Hessian is not positive definite. Without `check`, an L-BFGS answer at its rounding floor that
+/// the steps cannot improve on stands, as L-BFGS alone would return it.
 pub(crate) fn minimize<P: Smooth>(
     problem: &P,
     x0: Vec<f64>,
@@ -233,6 +234,11 @@ pub(crate) fn minimize<P: Smooth>(
                 short = again;
             }
             Some(s) => return Err(s.into_error(&trouble)),
+            None if !check => {
+                let mut before = before;
+                before.convergence.evaluations = problem.evaluations() - start;
+                return Ok((before, None));
+            }
             None => {
                 let finished = attempt?;
                 if found.convergence.met_tolerance() {
