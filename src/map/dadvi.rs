@@ -86,8 +86,11 @@ impl Default for Dadvi {
 
 impl Dadvi {
     /// The defaults: M = 30 independent draws (the paper's choice), L-BFGS ([`Lbfgs::default`]),
-    /// a start at the posterior mode with σᵢ = 1/√Hᵢᵢ (else μ = 0 and σ = 0.1), linear response
-    /// on, F64 on the CPU, seed 0, and 1,000 fresh draws for the reported ELBO and k̂.
+    /// μ = 0 and σ = 0.1 at the start, linear response on, F64 on the CPU, seed 0, and 1,000 fresh
+    /// draws for the reported ELBO and k̂.
+    ///
+    /// (μ = 0 and σ = 0.1 are the fallback: the fit first tries to start at the posterior mode with
+    /// σᵢ = 1/√Hᵢᵢ, [`Dadvi::init_at_mode`].)
     pub fn new() -> Self {
         Dadvi {
             draws: 30,
