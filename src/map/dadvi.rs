@@ -1,6 +1,7 @@
 //! Deterministic ADVI (DADVI; Giordano, Ingram & Broderick, JMLR 2024): the ELBO of a mean-field
-//! Gaussian on M draws of ε fixed once, maximised by L-BFGS to a gradient-norm tolerance, with
-//! linear-response covariances and standard errors for the choice of draws.
+//! Gaussian on M draws of ε fixed once, maximised by L-BFGS and finished by Newton steps on the
+//! objective's Hessian to a Newton-decrement tolerance (newton.rs), with linear-response covariances
+//! and standard errors for the choice of draws.
 //!
 //! ```text
 //! η = (μ, ω),  σ = e^ω,  z_m = μ + σ ⊙ ε_m,  ε₁ … ε_M ~ N(0, I) drawn once (or in pairs ε, −ε)
@@ -12,12 +13,17 @@
 //! s.e.(ELBO_M) = sd of the U per-draw (per-pair) values of log p / √U
 //! ```
 //!
+//! The start is the mean-field optimum of the Laplace approximation, μ = ẑ (the MAP) and
+//! σᵢ = 1/√Hᵢᵢ with H = ∇²(−log p) at ẑ (for a Gaussian posterior, the optimum of the exact ELBO),
+//! so that a posterior far from 0 or with sds far from 0.1 costs a MAP search in single draws
+//! rather than a long run on M; where the MAP fails, μ = 0 (or `init_loc`) and σ = 0.1.
+//!
 //! Mean-field variances are too small when the posterior is correlated (they match the diagonal
 //! of the precision, 1 / Λᵢᵢ); the linear-response covariance recovers the full covariance: for a
 //! Gaussian posterior it equals Λ⁻¹ up to an O(1/M) error from the draws (exactly, with
 //! antithetic pairs). The sandwich Cov(η̂) is the spread of η̂ over fresh choices of the M draws.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::time::Instant;
 
@@ -25,8 +31,9 @@ use candle_core::{DType, Device, Tensor};
 
 use super::bridge::{dtype_epsilon, log_joint_and_grad, short, Memo};
 use super::hessian::{stencil, stencil_scaled, Hessian};
-use super::lbfgs::{minimize, Lbfgs, Smooth};
+use super::lbfgs::{Lbfgs, Smooth};
 use super::mode::Map;
+use super::newton::{minimize, Curvature};
 use super::{bad_start, coordinate_names, Reporting};
 use crate::family::{FullRankGaussian, MeanFieldGaussian, ScaleLink};
 use crate::latent::Start;
@@ -65,6 +72,7 @@ pub struct Dadvi {
     lbfgs: Lbfgs,
     start: Start,
     init_map: Option<Map>,
+    init_at_mode: bool,
     init_scale: f64,
     linear_response: bool,
     reporting: Reporting,
@@ -80,6 +88,9 @@ impl Dadvi {
     /// The defaults: M = 30 independent draws (the paper's choice), L-BFGS ([`Lbfgs::default`]),
     /// μ = 0 and σ = 0.1 at the start, linear response on, F64 on the CPU, seed 0, and 4,000 fresh
     /// draws for the reported ELBO and k̂.
+    ///
+    /// (μ = 0 and σ = 0.1 are the fallback: the fit first tries to start at the posterior mode with
+    /// σᵢ = 1/√Hᵢᵢ, [`Dadvi::init_at_mode`].)
     pub fn new() -> Self {
         Dadvi {
             draws: 30,
@@ -87,6 +98,7 @@ impl Dadvi {
             lbfgs: Lbfgs::default(),
             start: Start::default(),
             init_map: None,
+            init_at_mode: true,
             init_scale: 0.1,
             linear_response: true,
             reporting: Reporting::new(),
@@ -132,6 +144,13 @@ impl Dadvi {
         self
     }
 
+    /// Where the objective's Hessian H is computed (linear response, or a Newton finish):
+    /// converged when the Newton decrement's half ½ ∇ᵀH⁻¹∇ of −ELBO_M is at most `tol` nats.
+    pub fn tol_decrement(mut self, tol: f64) -> Self {
+        self.lbfgs.tol_decrement = tol;
+        self
+    }
+
     /// The initial mean (unconstrained, length D); default 0.
     pub fn init_loc(mut self, loc: Vec<f64>) -> Self {
         self.start.loc = Some(loc);
@@ -144,13 +163,26 @@ impl Dadvi {
         self
     }
 
-    /// Start the mean at the MAP found by `map` (from `init_loc` / `init_value`).
+    /// Start at the MAP found by `map` (from `init_loc` / `init_value`), with σᵢ = 1/√Hᵢᵢ from its
+    /// Hessian (`init_scale` if `map` has no curvature check); its failure is the fit's.
     pub fn init_map(mut self, map: Map) -> Self {
         self.init_map = Some(map);
         self
     }
 
-    /// The initial σ of every coordinate (positive; default 0.1).
+    /// Whether to start at the posterior mode found by [`Map::new`] from `init_loc` / `init_value`,
+    /// with σᵢ = 1/√Hᵢᵢ, H the Hessian of −log p there: the mean-field optimum of a Gaussian
+    /// posterior, so that a posterior far from z = 0 or with sds far from 0.1 costs one MAP
+    /// search, in single draws, instead of a long L-BFGS run on M (default on). If the search fails
+    /// (no finite mode, a flat direction), the fit starts at the point with σ = `init_scale`
+    /// instead, and [`DadviFit::start`] says why. Off: that point start.
+    pub fn init_at_mode(mut self, on: bool) -> Self {
+        self.init_at_mode = on;
+        self
+    }
+
+    /// The initial σ of every coordinate when the fit does not start at the mode (positive; default
+    /// 0.1).
     pub fn init_scale(mut self, scale: f64) -> Self {
         self.init_scale = scale;
         self
@@ -207,18 +239,16 @@ impl Dadvi {
         Ok(())
     }
 
-    /// Fixes the draws, maximises ELBO_M with L-BFGS, and reports. Fails with
-    /// [`Error::NotConverged`] when the gradient tolerance is not reached, and with
-    /// [`Error::NotPositiveDefinite`] when (with linear response on) the objective is flat along a
-    /// direction at the optimum.
+    /// Fixes the draws, maximises ELBO_M with L-BFGS (finished by damped Newton steps with the
+    /// objective's finite-difference Hessian when L-BFGS stops short, and checked on that Hessian's
+    /// Newton decrement with linear response on), and reports. Fails with [`Error::NotConverged`]
+    /// when no tolerance is reached, and with [`Error::NotPositiveDefinite`] when (with linear
+    /// response on) the objective is flat along a direction at the optimum.
     pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<DadviFit> {
         self.validate()?;
         let started = Instant::now();
         let (dtype, device) = (self.reporting.dtype, self.reporting.device.clone());
-        let mut loc = self.start.point(model)?;
-        if let Some(map) = &self.init_map {
-            loc = map.as_start(dtype, &device).init_loc(loc).fit(model)?.loc().to_vec();
-        }
+        let (loc, scale, start) = self.starting_point(model, dtype, &device)?;
         let d = loc.len();
         let (m, seed) = (self.draws, self.reporting.seed);
         let mut noise = Noise::new(seed, Stream::Optimise);
@@ -229,19 +259,25 @@ impl Dadvi {
             crate::linalg::to_f64_vec(&noise.standard_normal(m, d, DType::F64, &Device::Cpu)?)?
         };
         let objective = Objective { model, eps, m, d, dtype, device, memo: Memo::default(), last: RefCell::new(None) };
-        let eta0: Vec<f64> = loc.iter().copied().chain(std::iter::repeat_n(self.init_scale.ln(), d)).collect();
+        let eta0: Vec<f64> = loc.iter().copied().chain(scale.iter().map(|s| s.ln())).collect();
         objective.value_and_gradient(&eta0).map_err(bad_start)?;
         let names = coordinate_names(&latents_of(model));
         let eta_names: Vec<String> =
             names.iter().map(|n| format!("μ({n})")).chain(names.iter().map(|n| format!("log σ({n})"))).collect();
-        let mut found = minimize(&objective, eta0, &self.lbfgs, "DADVI (L-BFGS on −ELBO_M)", &eta_names)?;
-        let inverse = match self.linear_response {
-            true => Some(objective.hessian(&found.x, &eta_names)?.1),
-            false => None,
+        let method_name = "DADVI (L-BFGS on −ELBO_M)";
+        // the objective's Hessian checks the answer with linear response on, and finishes a run
+        // that stopped short in any case
+        let hessian_evaluations = Cell::new(0);
+        let mut hessian_at = |eta: &[f64], _: Option<&Curvature>| -> Result<Curvature> {
+            hessian_evaluations.set(hessian_evaluations.get() + 4 * d);
+            let (hessian, inverse) = objective.hessian(eta, &eta_names)?;
+            Ok(Curvature { hessian, inverse })
         };
-        if let Some(inverse) = &inverse {
-            found.polish(&objective, inverse);
-        }
+        let check = self.linear_response;
+        let (mut found, finished) =
+            minimize(&objective, eta0, &self.lbfgs, method_name, &eta_names, check, &mut hessian_at)?;
+        let hessian_evaluations = hessian_evaluations.get();
+        let inverse = finished.filter(|_| check).map(|f| f.curvature.inverse);
         let eta = found.x;
         let before = objective.evaluations();
         objective.value_and_gradient(&eta)?; // usually the last point: then nothing is evaluated
@@ -252,7 +288,6 @@ impl Dadvi {
         let elbo = -found.value + d as f64 * (0.5 + HALF_LN_2PI);
         let (_, se) = crate::report::mean_se(&units.iter().map(|u| u.0 + entropy).collect::<Vec<_>>());
         let linear_response = inverse.map(|inverse| LinearResponse::new(&inverse, &units, d));
-        let hessian_evaluations = if self.linear_response { 4 * d } else { 0 };
         let sigma: Vec<f64> = eta[d..].iter().map(|w| w.exp()).collect();
         let q = MeanFieldGaussian::new(&eta[..d], &sigma, ScaleLink::Log, dtype, &objective.device)?;
         let c = found.convergence;
@@ -266,8 +301,82 @@ impl Dadvi {
         };
         let trace = found.trace.iter().map(|f| -f + d as f64 * (0.5 + HALF_LN_2PI)).collect();
         let fit = self.reporting.fit(q, model, method, c.iterations, trace, started.elapsed())?;
-        Ok(DadviFit { fit, names, eps: objective.eps, elbo, elbo_se: se, linear_response })
+        Ok(DadviFit { fit, names, eps: objective.eps, elbo, elbo_se: se, linear_response, start })
     }
+
+    /// μ and σ at the start, and where that is: the mode found by [`Dadvi::init_map`]'s search
+    /// (or [`Map::new`]'s, from `init_loc` / `init_value`), σᵢ = 1/√Hᵢᵢ from its Hessian; if that
+    /// search fails and was not asked for by name, the point itself, σ = `init_scale`.
+    fn starting_point<M: LogJoint + ?Sized>(
+        &self,
+        model: &M,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Vec<f64>, Vec<f64>, DadviStart)> {
+        let loc = self.start.point(model)?;
+        let scale = vec![self.init_scale; loc.len()];
+        let map = match (&self.init_map, self.init_at_mode) {
+            (Some(map), _) => map.clone(),
+            (None, true) => Map::new(),
+            (None, false) => return Ok((loc, scale, DadviStart::Point { map_failed: None })),
+        };
+        match map.dtype(dtype).device(device.clone()).init_loc(loc.clone()).fit(model) {
+            Ok(mode) => {
+                let d = loc.len();
+                let scale = match mode.hessian() {
+                    Some(h) => (0..d).map(|i| 1.0 / h[i * d + i].sqrt()).collect(),
+                    None => scale,
+                };
+                let c = mode.convergence();
+                let start =
+                    DadviStart::Mode { evaluations: c.evaluations, hessian_evaluations: mode.hessian_evaluations() };
+                Ok((mode.loc().to_vec(), scale, start))
+            }
+            Err(e) if self.init_map.is_none() => {
+                Ok((loc, scale, DadviStart::Point { map_failed: Some(e.to_string()) }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl fmt::Display for DadviStart {
+    /// `at the mode, σᵢ = 1/√Hᵢᵢ (MAP search: 25 gradient evaluations of log p + 8 for Hessians, one
+    /// draw each)`, or `at the point, σ = init_scale (the MAP search failed: …)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DadviStart::Mode { evaluations, hessian_evaluations } => write!(
+                f,
+                "at the mode, σᵢ = 1/√Hᵢᵢ (MAP search: {evaluations} gradient evaluations of log p + \
+                 {hessian_evaluations} for Hessians, one draw each)"
+            ),
+            DadviStart::Point { map_failed: None } => write!(f, "at the point, σ = init_scale"),
+            DadviStart::Point { map_failed: Some(why) } => {
+                write!(f, "at the point, σ = init_scale (the MAP search failed: {why})")
+            }
+        }
+    }
+}
+
+/// Where a DADVI fit started.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum DadviStart {
+    /// At the posterior mode in z, σᵢ = 1/√Hᵢᵢ from the Hessian H of −log p there (the
+    /// mean-field optimum for a Gaussian posterior), or `init_scale` for a MAP search without the
+    /// curvature check.
+    Mode {
+        /// Evaluations of log p(x, z) and its gradient (one draw each) of the search.
+        evaluations: usize,
+        /// Gradient evaluations behind its Hessians.
+        hessian_evaluations: usize,
+    },
+    /// At `init_loc` / `init_value` (default 0), σ = `init_scale`.
+    Point {
+        /// Why the default start at the mode could not be used (the MAP search's error), if it was
+        /// tried.
+        map_failed: Option<String>,
+    },
 }
 
 /// η, with log p(x, z_m) `[M]` and ∇ log p(x, z_m) `[M, D]` at it.
@@ -390,7 +499,7 @@ impl<M: LogJoint + ?Sized> Objective<'_, M> {
         }
         let hessian = Hessian::from_stencil(&h, &grads, dtype_epsilon(self.dtype));
         let inverse = hessian.inverse(
-            "the Hessian of the DADVI objective −ELBO_M(μ, log σ) at its optimum",
+            &format!("the Hessian of the DADVI objective −ELBO_M(μ, log σ) at η = {}", short(eta)),
             names,
             "The objective is flat or curves the wrong way along that direction: the posterior may be improper \
              there (give those latents a proper prior), or the fixed draws too few to pin it down (more `.draws(…)`).",
@@ -462,6 +571,7 @@ pub struct DadviFit {
     elbo: f64,
     elbo_se: f64,
     linear_response: Option<LinearResponse>,
+    start: DadviStart,
 }
 
 impl DadviFit {
@@ -480,6 +590,11 @@ impl DadviFit {
     /// the second half is the first negated).
     pub fn fixed_draws(&self) -> &[f64] {
         &self.eps
+    }
+
+    /// Where the optimisation started: at the mode (and what the search cost), or at a point.
+    pub fn start(&self) -> &DadviStart {
+        &self.start
     }
 
     /// The maximised ELBO on the M fixed draws.
@@ -532,10 +647,11 @@ impl DadviFit {
 }
 
 impl fmt::Display for DadviFit {
-    /// The fit's report and summary, then the means with their standard errors and the
-    /// mean-field and linear-response sds of the unconstrained coordinates.
+    /// The fit's report and summary, where it started, then the means with their standard errors
+    /// and the mean-field and linear-response sds of the unconstrained coordinates.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.fit)?;
+        write!(f, "\nstart: {}", self.start)?;
         let Some(lr) = &self.linear_response else { return Ok(()) };
         let (Ok(loc), Ok(cov)) = (
             crate::VariationalFamily::loc(self.fit.q()).and_then(|t| crate::linalg::to_f64_vec(&t)),

@@ -1,8 +1,10 @@
 //! Hessians by central differences of an autodiff gradient, and the check that one is positive
-//! definite.
+//! definite: the curvature check and covariance of Laplace, DADVI's linear response, and the
+//! Newton decrement λ² = ∇fᵀH⁻¹∇f and Newton steps −H⁻¹∇f of newton.rs.
 //!
 //! ```text
 //! H[:, j] ≈ (∇f(x + hⱼ eⱼ) − ∇f(x − hⱼ eⱼ)) / (2 hⱼ),   hⱼ = ε^(1/3) · max(1, |xⱼ|)   (ε of the dtype)
+//!   or hⱼ = ε^(1/3) · max(σⱼ, |xⱼ|) with σⱼ = √(H⁻¹)ⱼⱼ of a previous Hessian (`stencil_scaled`)
 //! H ← (H + Hᵀ) / 2
 //! S = D^(−1/2) H D^(−1/2),   D = diag(H)                  (unit diagonal: the scales divided out)
 //! positive definite ⇔ Hᵢᵢ > νᵢ for every i, and λ_min(S) > τ,
@@ -20,6 +22,10 @@
 //! known to a few ulps, and S, whose eigenvalues lie in (0, n), sees it as it is. What S cannot
 //! resolve is a correlation within τ of ±1: a direction along which the curvature is within the
 //! differencing error of zero, that is, flat.
+//!
+//! For the Newton steps the Hessian need not be exact: with H off by a relative δ a step shrinks
+//! λ² by about δ², and newton.rs takes a fresh one when a step shrinks it by less than 100×. Far
+//! from the mode the check may find H indefinite; the steps are then not taken and L-BFGS goes on.
 
 use crate::linalg::{spd_inverse, symmetric_eigen};
 use crate::{Error, Result};

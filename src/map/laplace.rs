@@ -109,7 +109,7 @@ impl Laplace {
         let cov: Vec<f64> = (0..d * d).map(|k| 0.5 * (cov[k] + cov[(k % d) * d + k / d])).collect();
         let q = FullRankGaussian::from_mean_cov(map.loc(), &cov, ScaleLink::Log, dtype, device)?;
         let c = map.convergence().clone();
-        let method = Method::Laplace { lbfgs: c.clone(), hessian_evaluations: 2 * d };
+        let method = Method::Laplace { lbfgs: c.clone(), hessian_evaluations: map.hessian_evaluations() };
         let trace = map.trace().to_vec();
         self.reporting.fit(q, model, method, c.iterations, trace, start.elapsed())
     }

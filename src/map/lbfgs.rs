@@ -1,5 +1,7 @@
 //! L-BFGS through argmin (Liu & Nocedal 1989), with More–Thuente line searches, safeguarded for
-//! models whose log density overflows far from the mode, and free of the posterior's scale.
+//! models whose log density overflows far from the mode, and free of the posterior's scale in its
+//! steps; its stopping test, ‖∇f‖ ≤ tol_grad, is not, which is why the Newton decrement (newton.rs)
+//! checks and finishes its answer wherever a Hessian is at hand.
 //!
 //! ```text
 //! minimise f(x), x ∈ ℝⁿ:   x_{k+1} = x_k − α_k H_k ∇f(x_k)
@@ -12,7 +14,18 @@
 //! converged when ‖∇f(x_k)‖₂ ≤ tol_grad, or at the rounding floor:
 //!   ‖∇f‖² / 2κ ≤ 64 ε |f|   (the most a step along −∇f can gain is lost in the rounding of f;
 //!                             ε of the dtype)
+//! stopped short (a `Shortfall`, with the best point): at max_iters, after 20 restarts, when no step
+//!   along −∇f lowers f, after 20 evaluations per allowed iteration, or (with a `Leash`, when
+//!   Newton steps will follow) at the k-th stall
 //! ```
+//!
+//! ‖∇f‖ ≤ tol_grad depends on the coordinates' scale: ∇f = H (x − x̂) near the mode, so on a
+//! posterior with sds of 10⁴ (H ≈ 10⁻⁸) a gradient of 10⁻⁶ is 10⁻² sd from the mode, and line
+//! searches limited by f's rounding can stall while the flat direction of a correlated posterior
+//! is far from done (earnings: 20 restarts, 6.5 sds from the mode). The absolute tolerance stays as
+//! L-BFGS's own
+//! stopping rule and as the rule of a MAP without the curvature check; the answer that Laplace and
+//! DADVI use is judged by λ²/2 = ½ ∇fᵀH⁻¹∇f instead.
 //!
 //! The first trial 1 / κ is the Newton step along −∇f, exact for a quadratic whatever its scale,
 //! so curvatures from 10⁻⁸ to 10¹² (posterior sds from 10⁴ to 10⁻⁶) take the same few steps; the
@@ -38,7 +51,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 
 use super::describe_direction;
-use crate::report::Convergence;
+use super::newton::Convergence;
 use crate::{Error, Result};
 
 /// Settings of the L-BFGS runs behind MAP, Laplace and deterministic ADVI.
@@ -48,13 +61,17 @@ pub struct Lbfgs {
     pub max_iters: usize,
     /// Converged when the gradient's Euclidean norm is at most this (default 10⁻⁶).
     pub tol_grad: f64,
+    /// Where a finite-difference Hessian H is at hand (Laplace, a MAP with the curvature check,
+    /// DADVI): converged when the Newton decrement's half λ²/2 = ½ ∇fᵀH⁻¹∇f is at most this many
+    /// nats (default 10⁻¹⁰, within 1.4 · 10⁻⁵ posterior sd of the mode; see `newton.rs`).
+    pub tol_decrement: f64,
     /// m, how many recent steps shape the inverse-Hessian approximation (default 10).
     pub memory: usize,
 }
 
 impl Default for Lbfgs {
     fn default() -> Self {
-        Lbfgs { max_iters: 1_000, tol_grad: 1e-6, memory: 10 }
+        Lbfgs { max_iters: 1_000, tol_grad: 1e-6, tol_decrement: 1e-10, memory: 10 }
     }
 }
 
@@ -62,6 +79,13 @@ impl Lbfgs {
     pub(crate) fn validate(&self) -> Result<()> {
         if !(self.tol_grad > 0.0 && self.tol_grad.is_finite()) {
             return Err(Error::config("tol_grad", self.tol_grad, "the gradient tolerance must be positive and finite"));
+        }
+        if !(self.tol_decrement > 0.0 && self.tol_decrement.is_finite()) {
+            return Err(Error::config(
+                "tol_decrement",
+                self.tol_decrement,
+                "the tolerance on the Newton decrement (in nats) must be positive and finite",
+            ));
         }
         if self.memory == 0 {
             return Err(Error::config("memory", 0, "L-BFGS needs at least one stored step"));
@@ -81,8 +105,8 @@ pub(crate) trait Smooth {
     fn epsilon(&self) -> f64;
 }
 
-/// What [`minimize`] found.
-#[derive(Debug)]
+/// What [`search`] found.
+#[derive(Clone, Debug)]
 pub(crate) struct Minimum {
     pub x: Vec<f64>,
     pub value: f64,
@@ -92,11 +116,41 @@ pub(crate) struct Minimum {
     pub trace: Vec<f64>,
 }
 
-const MAX_RESTARTS: usize = 20;
+/// Why an L-BFGS run stopped short of its tolerance: a few words for the record of a run that
+/// Newton steps then finish, and the error the run fails with otherwise.
+#[derive(Debug)]
+pub(crate) struct Shortfall {
+    pub note: String,
+    pub error: Error,
+    /// Whether the run stopped at its `patience` (and could go on).
+    pub patience: bool,
+}
+
+impl Shortfall {
+    /// The error, with `more` (what was tried after) added to its detail.
+    pub(crate) fn into_error(self, more: &str) -> Error {
+        match self.error {
+            Error::NotConverged { method, iterations, grad_norm, detail } => {
+                Error::NotConverged { method, iterations, grad_norm, detail: format!("{detail}; {more}") }
+            }
+            other => other,
+        }
+    }
+}
+
+/// How far a [`search`] may go: to its `patience`-th stall (`None`: no limit), with `restarts` of
+/// its allowance used before it began (by the run it resumes).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Leash {
+    pub patience: Option<usize>,
+    pub restarts: usize,
+}
+
+pub(crate) const MAX_RESTARTS: usize = 20;
 /// An L-BFGS run also stops when an iteration changes f by less than this many ε |f| (then
 /// [`at_rounding_floor`] decides whether that is the end), so that it does not spend many line
-/// searches on changes lost in rounding.
-const COST_ULPS: f64 = 64.0;
+/// searches on changes lost in rounding; the rounding of f in the Newton steps' tests too.
+pub(crate) const COST_ULPS: f64 = 64.0;
 const EVALUATIONS_PER_ITERATION: usize = 20;
 /// The smallest step a line search may take, relative to its first trial: ε² (argmin's default
 /// is an absolute √ε, larger than the steps of a posterior with sds below about 10⁻⁴).
@@ -105,19 +159,8 @@ const STEP_MIN: f64 = f64::EPSILON * f64::EPSILON;
 /// Minimises `problem` from `x0` with L-BFGS; `names` name the coordinates in messages and
 /// `method` names the optimisation. Converged when the gradient norm reaches the tolerance, or when
 /// f cannot be decreased further in floating point ([`at_rounding_floor`]); otherwise fails with
-/// [`Error::NotConverged`], saying why.
-pub(crate) fn minimize<P: Smooth>(
-    problem: &P,
-    x0: Vec<f64>,
-    settings: &Lbfgs,
-    method: &'static str,
-    names: &[String],
-) -> Result<Minimum> {
-    minimize_on_path(problem, x0, settings, method, names, None)
-}
-
-/// [`minimize`], recording into `path` the start and the iterate (x, f, ∇f) after every
-/// iteration, in order, whether or not the run converges (Pathfinder's raw material).
+/// [`Error::NotConverged`], saying why. Records into `path` the start and the iterate (x, f, ∇f)
+/// after every iteration, in order, whether or not the run converges (Pathfinder's raw material).
 pub(crate) fn minimize_on_path<P: Smooth>(
     problem: &P,
     x0: Vec<f64>,
@@ -126,6 +169,26 @@ pub(crate) fn minimize_on_path<P: Smooth>(
     names: &[String],
     path: Option<Arc<Mutex<Vec<Point>>>>,
 ) -> Result<Minimum> {
+    match search(problem, x0, settings, method, names, path, Leash::default())? {
+        (minimum, None) => Ok(minimum),
+        (_, Some(short)) => Err(short.error),
+    }
+}
+
+/// [`minimize_on_path`] that also returns the best point of a run that
+/// stopped short of its tolerance, with why ([`Shortfall`]), for Newton steps to finish; with
+/// `leash.patience` = Some(k) it also stops short at its k-th stall (a failed line search, or a
+/// change of f lost in rounding, away from the rounding floor), where Newton steps may do better
+/// than more restarts. Fails only on errors of the model or of the settings.
+pub(crate) fn search<P: Smooth>(
+    problem: &P,
+    x0: Vec<f64>,
+    settings: &Lbfgs,
+    method: &'static str,
+    names: &[String],
+    path: Option<Arc<Mutex<Vec<Point>>>>,
+    leash: Leash,
+) -> Result<(Minimum, Option<Shortfall>)> {
     settings.validate()?;
     let limit = problem.evaluations() + EVALUATIONS_PER_ITERATION * settings.max_iters.max(1);
     let adapter = Adapter { problem, best: RefCell::new(None), failure: RefCell::new(None), limit };
@@ -136,55 +199,68 @@ pub(crate) fn minimize_on_path<P: Smooth>(
         path.push((x0.clone(), f0, g0));
     }
     let trace = Recorded { trace: Arc::new(Mutex::new(vec![adapter.best_value()])), path };
-    let (mut iterations, mut restarts, mut first_step) = (0usize, 0usize, 1.0f64);
+    let (mut iterations, mut restarts, mut stalls, mut first_step) = (0usize, leash.restarts, 0usize, 1.0f64);
     // the first trial of L-BFGS proper: 1, divided by 10 whenever its line search met a non-finite f
     let mut lbfgs_step = 1.0f64;
     // 1 / κ along −g, once a stalled run has measured it: the first trial of the next restart
     let mut newton_step: Option<f64> = None;
-    let done = |iterations: usize, restarts: usize, rounding_floor: bool| {
+    let done = |iterations: usize, restarts: usize, rounding_floor: bool, short: Option<Shortfall>| {
         let (x, value, gradient) = adapter.best();
         let convergence = Convergence {
             iterations,
             evaluations: problem.evaluations() - start_evaluations,
             grad_norm: norm(&gradient),
             tol_grad: settings.tol_grad,
+            decrement: None,
+            tol_decrement: settings.tol_decrement,
             rounding_floor,
             restarts,
+            newton_steps: 0,
+            lbfgs_note: None,
         };
         let trace = trace.trace.lock().map(|t| t.clone()).unwrap_or_default();
-        Ok(Minimum { x, value, gradient, convergence, trace })
+        Ok((Minimum { x, value, gradient, convergence, trace }, short))
     };
+    // iterations so far, from the trace (f at the start and after every iteration), when a run
+    // ended in an error and did not say how many it made
+    let counted = |iterations: usize| trace.trace.lock().map_or(iterations, |t| t.len().saturating_sub(1));
     loop {
         let (x, f, g) = adapter.best();
         let grad_norm = norm(&g);
-        let fail = |iterations: usize, detail: String| Error::NotConverged { method, iterations, grad_norm, detail };
+        let fail = |iterations: usize, note: String, detail: String| Shortfall {
+            error: Error::NotConverged { method, iterations, grad_norm, detail: format!("{note}{detail}") },
+            note,
+            patience: false,
+        };
         if grad_norm <= settings.tol_grad {
-            return done(iterations, restarts, false);
+            return done(iterations, restarts, false, None);
         }
         if iterations >= settings.max_iters {
-            return Err(fail(
-                iterations,
-                format!(
-                    "it reached max_iters = {}; raise it with `.max_iters(…)`, or loosen `.tol_grad(…)` (now {:e})",
-                    settings.max_iters, settings.tol_grad
-                ),
-            ));
+            let note = format!("it reached max_iters = {}", settings.max_iters);
+            let detail =
+                format!("; raise it with `.max_iters(…)`, or loosen `.tol_grad(…)` (now {:e})", settings.tol_grad);
+            return done(iterations, restarts, false, Some(fail(iterations, note, detail)));
         }
         if restarts > MAX_RESTARTS {
-            return Err(fail(
-                iterations,
-                format!(
-                    "it was restarted {MAX_RESTARTS} times after failed or stalled line searches; the last failure: {}",
-                    adapter.failure_text(&origin, names)
-                ),
-            ));
+            let note = format!("it was restarted {MAX_RESTARTS} times after failed or stalled line searches");
+            let detail = format!("; the last failure: {}", adapter.failure_text(&origin, names));
+            return done(iterations, restarts, false, Some(fail(iterations, note, detail)));
         }
+        let spent = |iterations: usize| {
+            let note = format!("it spent its {EVALUATIONS_PER_ITERATION} evaluations per allowed iteration");
+            let detail = "; raise `.max_iters(…)`".to_string();
+            done(iterations, restarts, false, Some(fail(iterations, note, detail)))
+        };
         // One steepest-descent iteration whose first trial is the Newton step along −∇f, 1 / κ,
         // bounded so that no coordinate moves by more than `first_step`; then L-BFGS proper.
         let bounded = first_step / g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let newton = newton_step.take().or_else(|| curvature_along(problem, &x, &g).map(|k| 1.0 / k));
         let alpha = newton.map_or(bounded, |a| a.min(bounded));
-        let (n, _) = run(&adapter, (x.clone(), f, g.clone()), alpha, 1, settings, &trace)?;
+        let n = match run(&adapter, (x.clone(), f, g.clone()), alpha, 1, settings, &trace) {
+            Ok((n, _)) => n,
+            Err(_) if adapter.spent() => return spent(counted(iterations)),
+            Err(e) => return Err(e),
+        };
         iterations += n;
         if adapter.best_value() >= f {
             if adapter.failure_was_nonfinite() && restarts < MAX_RESTARTS {
@@ -193,17 +269,20 @@ pub(crate) fn minimize_on_path<P: Smooth>(
                 continue;
             }
             if at_rounding_floor(problem, &x, f, &g).0 {
-                return done(iterations, restarts, true);
+                return done(iterations, restarts, true, None);
             }
-            return Err(fail(
-                iterations,
-                format!("no step along −∇f decreased f: {}", adapter.failure_text(&origin, names)),
-            ));
+            let note = "no step along −∇f decreased f".to_string();
+            let detail = format!(": {}", adapter.failure_text(&origin, names));
+            return done(iterations, restarts, false, Some(fail(iterations, note, detail)));
         }
         first_step = 1.0;
         let budget = settings.max_iters.saturating_sub(iterations);
         let f_before = adapter.best_value();
-        let (n, reason) = run(&adapter, adapter.best(), lbfgs_step, budget, settings, &trace)?;
+        let (n, reason) = match run(&adapter, adapter.best(), lbfgs_step, budget, settings, &trace) {
+            Ok(ended) => ended,
+            Err(_) if adapter.spent() => return spent(counted(iterations)),
+            Err(e) => return Err(e),
+        };
         iterations += n;
         if adapter.failure_was_nonfinite() {
             lbfgs_step /= 10.0;
@@ -219,33 +298,18 @@ pub(crate) fn minimize_on_path<P: Smooth>(
             let progressed = f_before - f > COST_ULPS * problem.epsilon() * f.abs();
             let (reached, kappa) = at_rounding_floor(problem, &x, f, &g);
             if reached && (!progressed || restarts >= MAX_RESTARTS) {
-                return done(iterations, restarts, true);
+                return done(iterations, restarts, true, None);
             }
             newton_step = kappa.map(|k| 1.0 / k);
             restarts += 1;
-        }
-    }
-}
-
-impl Minimum {
-    /// One Newton step x ← x − H⁻¹∇f(x) with `inverse` = H⁻¹ at x (row-major), kept if it lowers
-    /// ‖∇f‖ without raising f beyond its rounding: the finite-difference Hessian sees curvature
-    /// that L-BFGS's approximation and line searches lost to rounding, so the answer sharpens at
-    /// the cost of one evaluation.
-    pub(crate) fn polish<P: Smooth>(&mut self, problem: &P, inverse: &[f64]) {
-        let n = self.x.len();
-        let g = &self.gradient;
-        let x: Vec<f64> = (0..n).map(|i| self.x[i] - (0..n).map(|j| inverse[i * n + j] * g[j]).sum::<f64>()).collect();
-        let before = problem.evaluations();
-        if let Ok((f, gradient)) = problem.value_and_gradient(&x) {
-            if norm(&gradient) < norm(g) && f <= self.value + COST_ULPS * problem.epsilon() * self.value.abs() {
-                let c = &mut self.convergence;
-                c.grad_norm = norm(&gradient);
-                c.rounding_floor = c.grad_norm > c.tol_grad;
-                (self.x, self.value, self.gradient) = (x, f, gradient);
+            stalls += 1;
+            if leash.patience.is_some_and(|k| stalls >= k) {
+                let note = format!("it stalled {stalls} times");
+                let detail = format!(": {}", adapter.failure_text(&origin, names));
+                let short = Shortfall { patience: true, ..fail(iterations, note, detail) };
+                return done(iterations, restarts, false, Some(short));
             }
         }
-        self.convergence.evaluations += problem.evaluations() - before;
     }
 }
 
@@ -385,6 +449,11 @@ impl<P: Smooth> Adapter<'_, P> {
 
     fn best(&self) -> Point {
         self.best.borrow().clone().unwrap_or_default()
+    }
+
+    /// Whether the evaluation budget is spent (the run's last evaluation was refused).
+    fn spent(&self) -> bool {
+        self.problem.evaluations() >= self.limit
     }
 
     fn best_value(&self) -> f64 {

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! MAP:      ẑ = argmin_z −log p(x, z)                 z unconstrained; log p includes log|det J|
+//!           converged when ½ ∇ᵀH⁻¹∇ ≤ tol_decrement nats (the Newton decrement; or ‖∇‖ ≤ tol_grad)
 //! Laplace:  q(z) = N(ẑ, H⁻¹),   H = ∇²_z(−log p(x, z)) at ẑ   (central differences of ∇ log p)
 //! DADVI:    η̂ = argmax_η ELBO_M(η),   η = (μ, log σ),   ε₁ … ε_M ~ N(0, I) drawn once
 //!           ELBO_M(η) = 1/M Σ_m log p(x, μ + σ ⊙ ε_m) + Σᵢ log σᵢ + D/2 (1 + log 2π)
@@ -11,8 +12,11 @@
 //!           Cov(η̂) ≈ H_η⁻¹ V H_η⁻¹ / M,  V = sample covariance of the per-draw gradients (sandwich)
 //! ```
 //!
-//! [`NegLogJoint`] is the bridge from any [`crate::LogJoint`] (plain, or a [`crate::Model`] with
-//! constrained latents) to argmin's `CostFunction` and `Gradient`. [`Map`] finds the mode and
+//! L-BFGS (lbfgs.rs) gets close; where a finite-difference Hessian is at hand (hessian.rs), damped
+//! Newton steps (newton.rs) check and finish its answer on the Newton decrement, a test free of the
+//! posterior's scale, and [`Convergence`] records how the run ended. [`NegLogJoint`] is the bridge
+//! from any [`crate::LogJoint`] (plain, or a [`crate::Model`] with constrained latents) to argmin's
+//! `CostFunction` and `Gradient`. [`Map`] finds the mode and
 //! reports it by name in the constrained space; [`Laplace`] and [`Dadvi`] return the same
 //! [`crate::Fit`] as stochastic ADVI (report, summaries by name, draws, k̂), with the method named.
 
@@ -22,14 +26,15 @@ mod hessian;
 mod laplace;
 mod lbfgs;
 mod mode;
+mod newton;
 
-pub use crate::report::Convergence;
 pub use bridge::NegLogJoint;
-pub use dadvi::{Dadvi, DadviFit};
+pub use dadvi::{Dadvi, DadviFit, DadviStart};
 pub use laplace::Laplace;
 pub use lbfgs::Lbfgs;
 pub(crate) use lbfgs::{minimize_on_path, Point};
 pub use mode::{Map, MapFit};
+pub use newton::Convergence;
 
 use std::time::Duration;
 

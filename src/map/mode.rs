@@ -11,24 +11,29 @@
 //! constrained density: for τ ~ Gamma(a, b) with τ = eᶻ, the mode in z has τ̂ = a / b, not
 //! (a − 1) / b. At the mode the Hessian of −log p is checked to be positive definite (2D more
 //! gradient evaluations, in one batch), so that a posterior that is flat along some direction
-//! fails with that direction named instead of returning an arbitrary point.
+//! fails with that direction named instead of returning an arbitrary point. With that Hessian H
+//! the answer must also have a Newton decrement λ²/2 = ½ ∇fᵀH⁻¹∇f of at most `tol_decrement`
+//! nats (λ: the distance to the mode in posterior sds), which damped Newton steps reach when
+//! L-BFGS stopped short or above it (`newton.rs`): a test that, unlike ‖∇f‖ ≤ tol_grad, means the
+//! same on a posterior whose sds are 10⁴ as on one whose sds are 10⁻⁴.
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 
-use super::bridge::{log_joint_and_grad, NegLogJoint};
+use super::bridge::{log_joint_and_grad, short, NegLogJoint};
 use super::hessian::{stencil, stencil_scaled, Hessian};
-use super::lbfgs::{minimize, Lbfgs, Smooth};
+use super::lbfgs::{search, Lbfgs, Leash, Smooth};
+use super::newton::{minimize, Convergence, Curvature};
 use super::{bad_start, coordinate_names, FLAT_POSTERIOR};
 use crate::latent::Latents;
 use crate::latent::Start;
 use crate::model::latents_of;
 use crate::model::LogJoint;
-use crate::report::Convergence;
 use crate::summary::Draws;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Settings of a MAP search; [`Map::fit`] runs it.
 ///
@@ -66,7 +71,8 @@ impl Default for Map {
 
 impl Map {
     /// The defaults: L-BFGS ([`Lbfgs::default`]: up to 1,000 iterations to a gradient norm of
-    /// 10⁻⁶, memory 10) from z = 0, in F64 on the CPU, with the curvature check at the mode.
+    /// 10⁻⁶, memory 10) from z = 0, in F64 on the CPU, with the curvature check at the mode and
+    /// Newton steps to a decrement λ²/2 of 10⁻¹⁰ nats.
     /// F64, not ADVI's F32: line searches and finite differences need its precision.
     pub fn new() -> Self {
         Map {
@@ -93,6 +99,14 @@ impl Map {
     /// Converged when ‖∇ log p(x, z)‖₂ is at most `tol` (positive).
     pub fn tol_grad(mut self, tol: f64) -> Self {
         self.lbfgs.tol_grad = tol;
+        self
+    }
+
+    /// With the curvature check: converged when the Newton decrement's half λ²/2 = ½ ∇fᵀH⁻¹∇f,
+    /// H the finite-difference Hessian of f = −log p, is at most `tol` nats (positive). For a
+    /// posterior that is Gaussian near its mode, λ is the distance to the mode in posterior sds.
+    pub fn tol_decrement(mut self, tol: f64) -> Self {
+        self.lbfgs.tol_decrement = tol;
         self
     }
 
@@ -129,10 +143,13 @@ impl Map {
         self
     }
 
-    /// Finds the mode. Fails with [`crate::Error::NotConverged`] when L-BFGS does not reach the
-    /// gradient tolerance (the message says why: no finite mode, too few iterations, rounding),
-    /// and with [`crate::Error::NotPositiveDefinite`] when the posterior is flat or curves the
-    /// wrong way along some direction at the point found (the direction is named).
+    /// Finds the mode. With the curvature check (the default), L-BFGS's answer is checked, and
+    /// finished when it stopped short, by damped Newton steps with the finite-difference Hessian
+    /// until the Newton decrement λ²/2 is at most `tol_decrement` nats ([`Lbfgs`]); without it,
+    /// L-BFGS alone must reach the gradient tolerance. Fails with [`crate::Error::NotConverged`]
+    /// when neither gets there (the message says why: no finite mode, too few iterations,
+    /// rounding), and with [`crate::Error::NotPositiveDefinite`] when the posterior is flat or
+    /// curves the wrong way along some direction at the point found (the direction is named).
     pub fn fit<M: LogJoint + ?Sized>(&self, model: &M) -> Result<MapFit> {
         self.lbfgs.validate()?;
         let start_time = Instant::now();
@@ -141,28 +158,45 @@ impl Map {
         let names = coordinate_names(&latents);
         let bridge = NegLogJoint::new(model).dtype(self.dtype).device(self.device.clone());
         bridge.value_and_gradient(&x0).map_err(bad_start)?;
-        let mut found = minimize(&bridge, x0, &self.lbfgs, "MAP (L-BFGS on −log p(x, z))", &names)?;
-        let hessian = if self.curvature_check {
+        let method = "MAP (L-BFGS on −log p(x, z))";
+        let (found, hessian, hessian_evaluations) = if self.curvature_check {
             let eps = bridge.epsilon();
-            let differentiate = |(h, points): (Vec<f64>, Vec<f64>)| -> Result<Hessian> {
-                let (_, grads) = log_joint_and_grad(model, &points, found.x.len(), self.dtype, &self.device)?;
-                let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
-                Ok(Hessian::from_stencil(&h, &neg, eps))
+            let d = x0.len();
+            let evaluations = Cell::new(0);
+            let mut hessian_at = |x: &[f64], previous: Option<&Curvature>| -> Result<Curvature> {
+                let differentiate = |(h, points): (Vec<f64>, Vec<f64>)| -> Result<Hessian> {
+                    evaluations.set(evaluations.get() + 2 * d);
+                    let (_, grads) = log_joint_and_grad(model, &points, d, self.dtype, &self.device)?;
+                    let neg: Vec<f64> = grads.iter().map(|g| -g).collect();
+                    Ok(Hessian::from_stencil(&h, &neg, eps))
+                };
+                let what = format!("the Hessian of −log p(x, z) at the point reached, z = {}", short(x));
+                let far = |sd: &[f64]| sd.iter().any(|s| !(0.25..=4.0).contains(s));
+                // steps on the posterior's own scale when it is far from 1: the previous Hessian's,
+                // or a first one's
+                let mut hessian = match previous.map(Curvature::sd) {
+                    Some(sd) if far(&sd) => differentiate(stencil_scaled(x, &sd, eps))?,
+                    _ => differentiate(stencil(x, eps))?,
+                };
+                let mut inverse = hessian.inverse(&what, &names, FLAT_POSTERIOR)?;
+                let sd: Vec<f64> = (0..d).map(|i| inverse[i * d + i].sqrt()).collect();
+                if previous.is_none() && far(&sd) {
+                    hessian = differentiate(stencil_scaled(x, &sd, eps))?;
+                    inverse = hessian.inverse(&what, &names, FLAT_POSTERIOR)?;
+                }
+                Ok(Curvature { hessian, inverse })
             };
-            let what = "the Hessian of −log p(x, z) at the MAP";
-            let mut hessian = differentiate(stencil(&found.x, eps))?;
-            let mut inverse = hessian.inverse(what, &names, FLAT_POSTERIOR)?;
-            // steps on the posterior's own scale when it is far from 1
-            let d = found.x.len();
-            let sd: Vec<f64> = (0..d).map(|i| inverse[i * d + i].sqrt()).collect();
-            if sd.iter().any(|s| !(0.25..=4.0).contains(s)) {
-                hessian = differentiate(stencil_scaled(&found.x, &sd, eps))?;
-                inverse = hessian.inverse(what, &names, FLAT_POSTERIOR)?;
-            }
-            found.polish(&bridge, &inverse);
-            Some((hessian.h, inverse))
+            let (found, finished) = minimize(&bridge, x0, &self.lbfgs, method, &names, true, &mut hessian_at)?;
+            let finished = finished.ok_or_else(|| Error::ModelOutput {
+                problem: "has no Hessian at the MAP (internal: the curvature check did not run)".into(),
+            })?;
+            let Curvature { hessian, inverse } = finished.curvature;
+            (found, Some((hessian.h, inverse)), evaluations.get())
         } else {
-            None
+            match search(&bridge, x0, &self.lbfgs, method, &names, None, Leash::default())? {
+                (found, None) => (found, None, 0),
+                (_, Some(short)) => return Err(short.error),
+            }
         };
         let point = candle_core::Tensor::from_slice(&found.x, (1, found.x.len()), &Device::Cpu)?;
         let values = Draws::from_unconstrained(&latents, &point)?;
@@ -171,6 +205,7 @@ impl Map {
             log_joint: -found.value,
             convergence: found.convergence,
             hessian,
+            hessian_evaluations,
             names: values.names().to_vec(),
             values: values.row(0).to_vec(),
             latents,
@@ -206,6 +241,8 @@ pub struct MapFit {
     convergence: Convergence,
     /// (H, H⁻¹), row-major D×D.
     hessian: Option<(Vec<f64>, Vec<f64>)>,
+    /// Gradient evaluations behind the finite-difference Hessians.
+    hessian_evaluations: usize,
     names: Vec<String>,
     values: Vec<f64>,
     latents: Latents,
@@ -257,12 +294,20 @@ impl MapFit {
         self.hessian.as_ref().map(|(_, inv)| inv.as_slice())
     }
 
-    /// How the L-BFGS run went: iterations, gradient evaluations, final gradient norm.
+    /// Gradient evaluations behind the finite-difference Hessians of the curvature check and the
+    /// Newton steps (2D each, 4D for one whose steps follow the posterior's scale; 0 without
+    /// the check).
+    pub fn hessian_evaluations(&self) -> usize {
+        self.hessian_evaluations
+    }
+
+    /// How the search went: L-BFGS iterations and Newton steps, gradient evaluations, the final
+    /// gradient norm and Newton decrement, and which tolerance it met.
     pub fn convergence(&self) -> &Convergence {
         &self.convergence
     }
 
-    /// log p(x, z) at the start and after every L-BFGS iteration.
+    /// log p(x, z) at the start and after every L-BFGS iteration and Newton step.
     pub fn trace(&self) -> &[f64] {
         &self.trace
     }

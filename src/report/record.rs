@@ -285,36 +285,4 @@ pub struct LrSearchReport {
     pub initial_elbo: f64,
 }
 
-/// How an L-BFGS run reached its answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Convergence {
-    /// L-BFGS iterations.
-    pub iterations: usize,
-    /// Evaluations of the objective with its gradient, line searches included.
-    pub evaluations: usize,
-    /// ‖∇f‖₂ at the answer (at most the tolerance, unless at the rounding floor).
-    pub grad_norm: f64,
-    /// The gradient tolerance.
-    pub tol_grad: f64,
-    /// Whether it stopped above the tolerance because f could be decreased no further in
-    /// floating point: the gain a line search could make was below the rounding noise of f.
-    pub rounding_floor: bool,
-    /// Restarts from the best point after a failed line search.
-    pub restarts: usize,
-}
-
-impl fmt::Display for Convergence {
-    /// `12 L-BFGS iterations, 13 gradient evaluations: gradient norm 9.4e-7 ≤ 1e-6`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} L-BFGS iterations, {} gradient evaluations: gradient norm {:.2e}",
-            self.iterations, self.evaluations, self.grad_norm
-        )?;
-        if self.rounding_floor {
-            write!(f, " (above the tolerance {:.0e}, but f can decrease no further in floating point)", self.tol_grad)
-        } else {
-            write!(f, " ≤ {:.0e}", self.tol_grad)
-        }
-    }
-}
+pub use crate::map::Convergence;

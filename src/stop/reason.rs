@@ -25,8 +25,8 @@ pub enum StopReason {
         /// The largest MCSE of the average: means in units of q's sd, sds relative.
         mcse: f64,
     },
-    /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm is within its
-    /// tolerance.
+    /// L-BFGS converged (MAP, Laplace, deterministic ADVI): the gradient norm or, after Newton steps
+    /// if any, the Newton decrement is within its tolerance (`map::Convergence` says which).
     LbfgsConverged,
     /// L-BFGS stopped above its gradient tolerance because f can decrease no further in floating
     /// point: the most a step along −∇f could gain is below f's rounding.

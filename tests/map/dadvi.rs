@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 
 use crate::common::{gaussian_target, host};
-use elbo::map::{Dadvi, DadviFit, Map};
+use elbo::map::{Dadvi, DadviFit, DadviStart, Map};
 use elbo::noise::{Noise, Stream};
 use elbo::prelude::*;
 use elbo::{Error, Method};
@@ -321,10 +321,20 @@ fn settings_and_flat_posteriors_fail_with_clear_errors() {
     assert!(err.to_string().contains("μ(a)") && err.to_string().contains("μ(b)"), "{err}");
     // without linear response it returns the (arbitrary) point on the ridge it reached
     assert!(Dadvi::new().linear_response(false).fit(&ridge()).unwrap().mean_se().is_none());
-    // init = Map: the first ELBO of the trace is at the MAP, far above the one at μ = 0
+    // init = Map: the first ELBO of the trace is at the MAP, far above the one at μ = 0, σ = 0.1
     let from_map = Dadvi::new().init_map(Map::new()).fit(&model).unwrap();
-    let from_zero = Dadvi::new().fit(&model).unwrap();
+    let from_zero = Dadvi::new().init_at_mode(false).fit(&model).unwrap();
     assert!(from_map.fit().trace()[0] > from_zero.fit().trace()[0] + 1_000.0);
+    assert!(matches!(from_map.start(), DadviStart::Mode { .. }), "{:?}", from_map.start());
+    assert_eq!(from_zero.start(), &DadviStart::Point { map_failed: None });
     let (mean, _) = mean_and_var(&from_map);
     assert!((mean[0] - exact.mean[0]).abs() < 3.0 * from_map.mean_se().unwrap()[0]);
+    // the default starts at the mode too, with σᵢ = 1/√Hᵢᵢ: the same first ELBO as init_map's
+    let by_default = Dadvi::new().fit(&model).unwrap();
+    assert_eq!(by_default.fit().trace()[0], from_map.fit().trace()[0]);
+    // on the ridge the MAP has no unique mode: the default falls back to the point start, and says why
+    match Dadvi::new().linear_response(false).fit(&ridge()).unwrap().start() {
+        DadviStart::Point { map_failed: Some(why) } => assert!(why.contains("not positive definite"), "{why}"),
+        other => panic!("expected the point start after a failed MAP, got {other:?}"),
+    }
 }

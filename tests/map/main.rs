@@ -6,4 +6,5 @@ mod common;
 
 mod dadvi;
 mod map_laplace;
+mod newton;
 mod scale;

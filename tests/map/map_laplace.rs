@@ -73,7 +73,9 @@ fn laplace_of_the_linear_regression_is_the_exact_posterior() {
     // evidence and the importance ratios are constant (k̂ = −∞ or near it)
     assert!((fit.elbo() - exact.log_evidence).abs() < 1e-6, "ELBO {} vs log p(y) {}", fit.elbo(), exact.log_evidence);
     assert!(fit.elbo_se() < 1e-6 && fit.k_hat() < 0.5, "s.e. {}, k̂ {}", fit.elbo_se(), fit.k_hat());
-    assert!(matches!(fit.method(), Method::Laplace { hessian_evaluations: 20, .. }));
+    // two Hessians of 2D = 20 gradients: one with unit steps, whose sds (≈ 0.07) are far from 1,
+    // then one with steps on those sds
+    assert!(matches!(fit.method(), Method::Laplace { hessian_evaluations: 40, .. }), "{:?}", fit.method());
     assert_eq!(fit.stop_reason(), StopReason::LbfgsConverged);
     assert!(fit.to_string().starts_with("Laplace at the MAP: full-rank Gaussian"), "{fit}");
     // a Fit like ADVI's: summaries by name and draws
@@ -184,14 +186,27 @@ fn the_bridge_drives_argmins_own_lbfgs_with_autodiff_gradients() {
 
 #[test]
 fn an_f32_model_stops_at_its_rounding_floor() {
-    // In F32 the gradient norm cannot reach 10⁻⁶ (rounding of log p ≈ 300 · 10⁻⁷): the search ends
-    // when f can decrease no further, and the Newton step still puts the mode within F32 precision.
+    // In F32 the gradient norm cannot reach 10⁻⁶ (rounding of log p ≈ 300 · 10⁻⁷): L-BFGS alone
+    // (no curvature check) ends when f can decrease no further, and says so
     let (model, exact) = linreg();
     let model = model.to(DType::F32, &Device::Cpu).unwrap();
+    let alone = Map::new().dtype(DType::F32).curvature_check(false).fit(&model).unwrap();
+    let c = alone.convergence();
+    assert!(c.rounding_floor && !c.met_tolerance() && c.decrement.is_none(), "{c:?}");
+    assert!(c.to_string().contains("f can decrease no further"), "{c}");
+    // with the Hessian, the Newton decrement, from gradients, is not bound by f's rounding: the
+    // steps reach it (λ ≈ 10⁻⁶ sd, the resolution of F32 numbers near 1 for sds of 0.07), or stop
+    // at the floor and say so; either way the mode is within F32 precision
     let map = Map::new().dtype(DType::F32).fit(&model).unwrap();
-    assert!(map.convergence().rounding_floor, "{:?}", map.convergence());
-    for (got, want) in map.loc().iter().zip(&exact.mean) {
-        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    let c = map.convergence();
+    println!("{c}");
+    assert!(c.grad_norm > c.tol_grad, "the premise: F32 gradients do not reach 1e-6: {c:?}");
+    let decrement = c.decrement.expect("a decrement with the curvature check");
+    assert_eq!(c.rounding_floor, decrement > c.tol_decrement, "{c:?}");
+    for map in [&alone, &map] {
+        for (got, want) in map.loc().iter().zip(&exact.mean) {
+            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
     }
     // a dtype that does not match the model's data is a clear error
     let err = Map::new().fit(&model).unwrap_err();
