@@ -46,18 +46,40 @@ pub(crate) struct Whitening {
     pub affine: Affine,
     /// Aᵀ row-major (empty for a diagonal A), for the host's batch maps.
     at: Vec<f64>,
+    /// A and Aᵀ as f64 CPU tensors for a dense A, whose batch maps are matrix products.
+    dense: Option<(Tensor, Tensor)>,
     tensors: AffineTensors,
 }
+
+/// The fewest draws × dimension² for which the host's batch maps of a dense A are one matrix
+/// product (gemm) instead of loops: below it the tensors' overhead costs more than it saves.
+const GEMM_WORK: usize = 1 << 15;
 
 /// A model seen in whitened coordinates: log p_u(u) = log p(x, m + A u) + log |det A|.
 pub(crate) struct Whitened<'a, M: ?Sized> {
     model: &'a M,
     map: &'a AffineTensors,
+    /// log |det A|, or 0 where the caller adds it on the host.
+    log_det: f64,
 }
 
 impl<'a, M: LogJoint + ?Sized> Whitened<'a, M> {
     pub(crate) fn new(model: &'a M, whitening: &'a Whitening) -> Self {
-        Whitened { model, map: &whitening.tensors }
+        Whitened { model, map: &whitening.tensors, log_det: whitening.log_det() }
+    }
+
+    /// log p(x, m + A u) without the constant log |det A|, which a step adds to its host values
+    /// (one tensor op fewer, forward and backward).
+    pub(crate) fn without_log_det(model: &'a M, whitening: &'a Whitening) -> Self {
+        Whitened { model, map: &whitening.tensors, log_det: 0.0 }
+    }
+
+    fn plus_log_det(&self, t: Tensor) -> candle_core::Result<Tensor> {
+        if self.log_det == 0.0 {
+            Ok(t)
+        } else {
+            t.affine(1.0, self.log_det)
+        }
     }
 }
 
@@ -67,7 +89,7 @@ impl<M: LogJoint + ?Sized> LogJoint for Whitened<'_, M> {
     }
 
     fn log_joint(&self, u: &Tensor) -> candle_core::Result<Tensor> {
-        self.model.log_joint(&self.map.apply(u)?)?.affine(1.0, self.map.log_det)
+        self.plus_log_det(self.model.log_joint(&self.map.apply(u)?)?)
     }
 
     fn data_len(&self) -> Option<usize> {
@@ -75,7 +97,7 @@ impl<M: LogJoint + ?Sized> LogJoint for Whitened<'_, M> {
     }
 
     fn log_joint_minibatch(&self, u: &Tensor, rows: &Tensor) -> candle_core::Result<Tensor> {
-        self.model.log_joint_minibatch(&self.map.apply(u)?, rows)?.affine(1.0, self.map.log_det)
+        self.plus_log_det(self.model.log_joint_minibatch(&self.map.apply(u)?, rows)?)
     }
 }
 
@@ -187,17 +209,69 @@ impl Whitening {
     }
 
     /// z = m + A u for each row of `u` (row-major, D columns).
-    pub(crate) fn to_model(&self, u: &[f64]) -> Vec<f64> {
-        self.affine.apply_rows(u, &self.at)
+    pub(crate) fn to_model(&self, u: &[f64]) -> Result<Vec<f64>> {
+        let d = self.affine.dim();
+        match &self.dense {
+            Some((_, at)) if u.len() * d >= GEMM_WORK => {
+                let rows = Tensor::from_slice(u, (u.len() / d, d), &candle_core::Device::Cpu)?;
+                let mut z = to_f64_vec(&rows.matmul(at)?)?;
+                for row in z.chunks_mut(d) {
+                    row.iter_mut().zip(&self.affine.shift).for_each(|(z, m)| *z += m);
+                }
+                Ok(z)
+            }
+            _ => Ok(self.affine.apply_rows(u, &self.at)),
+        }
     }
 
     /// Aᵀ g for each row of `g`: gradients in z as gradients in u.
-    pub(crate) fn gradient_to_u(&self, g: &[f64]) -> Vec<f64> {
-        self.affine.transpose_apply_rows(g)
+    pub(crate) fn gradient_to_u(&self, g: &[f64]) -> Result<Vec<f64>> {
+        let d = self.affine.dim();
+        match &self.dense {
+            // the rows' (Aᵀ g)ᵀ = gᵀ A
+            Some((a, _)) if g.len() * d >= GEMM_WORK => {
+                let rows = Tensor::from_slice(g, (g.len() / d, d), &candle_core::Device::Cpu)?;
+                to_f64_vec(&rows.matmul(a)?)
+            }
+            _ => Ok(self.affine.transpose_apply_rows(g)),
+        }
     }
 
     fn new<F: Family>(affine: Affine, advi: &Advi<F>) -> Result<Self> {
         let tensors = affine.tensors(advi.dtype, &advi.device)?;
-        Ok(Whitening { at: affine.transposed(), affine, tensors })
+        let d = affine.dim();
+        let at = affine.transposed();
+        let dense = match &affine.scale {
+            AffineScale::LowerTriangular(a) => {
+                let cpu = &candle_core::Device::Cpu;
+                Some((Tensor::from_slice(a, (d, d), cpu)?, Tensor::from_slice(&at, (d, d), cpu)?))
+            }
+            AffineScale::Diagonal(_) => None,
+        };
+        Ok(Whitening { at, dense, affine, tensors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::family::FullRank;
+
+    /// The batch maps of a dense A by matrix product (many draws) agree with the loops.
+    #[test]
+    fn the_matrix_product_maps_agree_with_the_loops() {
+        let d = 64;
+        let value = |k: usize| ((k * 7919) % 1000) as f64 / 1000.0 - 0.5;
+        let a: Vec<f64> = (0..d * d)
+            .map(|k| if k % d > k / d { 0.0 } else { value(k) + if k % (d + 1) == 0 { 2.0 } else { 0.0 } })
+            .collect();
+        let affine = Affine { shift: (0..d).map(value).collect(), scale: AffineScale::LowerTriangular(a) };
+        let w = Whitening::new(affine.clone(), &Advi::new(FullRank)).unwrap();
+        let rows: Vec<f64> = (0..16 * d).map(|k| value(3 * k + 1)).collect();
+        assert!(rows.len() * d >= GEMM_WORK);
+        let (z, g) = (w.to_model(&rows).unwrap(), w.gradient_to_u(&rows).unwrap());
+        let (z_loops, g_loops) = (affine.apply_rows(&rows, &affine.transposed()), affine.transpose_apply_rows(&rows));
+        assert!(z.iter().zip(&z_loops).all(|(a, b)| (a - b).abs() < 1e-12), "z");
+        assert!(g.iter().zip(&g_loops).all(|(a, b)| (a - b).abs() < 1e-12), "g");
     }
 }

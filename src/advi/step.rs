@@ -123,7 +123,7 @@ impl<F: Family> Advi<F> {
             (None, _) => (evaluate_rows(model, draw.z(), rows.as_ref())?, 0.0),
             (Some(w), Pullback::Host { .. }) => (evaluate_rows(model, draw.z(), rows.as_ref())?, w.log_det()),
             (Some(w), Pullback::Autodiff { .. }) => {
-                (evaluate_rows(&Whitened::new(model, w), draw.z(), rows.as_ref())?, 0.0)
+                (evaluate_rows(&Whitened::without_log_det(model, w), draw.z(), rows.as_ref())?, w.log_det())
             }
         };
         let mut lp = to_f64_vec(&log_joint)?;
@@ -222,7 +222,7 @@ impl Draw {
             if let Some(host) = q.host_gaussian()? {
                 let (mut z, units) = host.sample(&eps);
                 if let Some(w) = &whitening {
-                    z = w.to_model(&z);
+                    z = w.to_model(&z)?;
                 }
                 let z = Tensor::from_vec(z, (s, d), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
                 let z = Var::from_tensor(&z)?;
@@ -280,7 +280,7 @@ impl Draw {
                 };
                 // in whitened coordinates, ∇_u = Aᵀ ∇_z
                 if let Some(w) = &whitening {
-                    dlogp = w.gradient_to_u(&dlogp);
+                    dlogp = w.gradient_to_u(&dlogp)?;
                 }
                 let grads = host.gradient(&eps, &units, &dlogp, weights, term);
                 Ok((Gradient::Host(grads), Some(host.into_values())))
