@@ -110,8 +110,8 @@ impl Found {
 }
 
 impl Pathfinder {
-    /// The defaults: 8 paths (Stan's 4 left one posterior of the development set in a wrong mode
-    /// for one seed in six; 8, for none), 25 draws for each iterate's ELBO, the last 6 steps in the
+    /// The defaults: 8 paths (twice Stan's 4, against posteriors with more than one mode:
+    /// benches/README.md, "Right answers by default"), 25 draws for each iterate's ELBO, the last 6 steps in the
     /// inverse-Hessian estimate, jitter r = 2 for the starts of paths 2 to 8, L-BFGS with at most
     /// 1,000 iterations, F64 on the CPU, seed 0, and the report's 4,000 fresh draws.
     pub fn new() -> Self {

@@ -47,9 +47,9 @@ use psis::{Advice, Diagnostics, Moments, Verdict, Worst};
 pub const SUMMARY_DRAWS: usize = 1_000;
 
 /// How many fresh draws of q the final ELBO and the diagnostics should rest on: k̂ spreads like
-/// S^(−1/4) (its tail has 3 √S ratios), about 0.14–0.21 from 1,000 draws, 0.07–0.11 from 4,000
-/// and 0.06–0.11 from 8,000 (tests/diagnose/psis.rs), so 4,000 buys most of the stability for
-/// 4,000 log p evaluations (16 batched calls) at the end of a fit.
+/// S^(−1/4) (its tail has 3 √S ratios), so doubling past 4,000 buys little stability for its
+/// log p evaluations at the end of a fit (the spreads measured: benches/README.md, "The
+/// verdict").
 pub const EVALUATION_DRAWS: usize = 4_000;
 
 /// A fitted variational family and how the fit went.

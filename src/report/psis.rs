@@ -35,9 +35,9 @@ pub struct Psis {
 
 /// The standard error of k̂ from a tail of `m` ratios: the maximum-likelihood asymptotics of the
 /// generalised Pareto shape, sd ≈ (1 + k) / √m (regular for k > −½; taken at k = 0 below it),
-/// shrunk like k̂ by the prior's weight of 10 (`gpd_fit`). Over 20 independent sets of draws this
-/// matched the spread of k̂ within about 20 % for k between 0 and 0.7 and 1,000–8,000 draws
-/// (tests/diagnose/spread.rs).
+/// shrunk like k̂ by the prior's weight of 10 (`gpd_fit`); checked against k̂'s spread over
+/// independent sets of draws in `tests/diagnose/psis.rs` (figures in benches/README.md, "The
+/// verdict").
 fn k_hat_se(k: f64, m: usize) -> f64 {
     let m = m as f64;
     (1.0 + k.max(0.0)) / m.sqrt() * m / (m + 10.0)

@@ -9,15 +9,8 @@
 //! small and the estimates lean towards q. So "good" and "usable" are upper confidence bounds.
 //! "Good" also needs k̂ small (< 0.5, and < 0.7 by 2 of its standard errors).
 //!
-//! How it does with 4,000 draws: on synthetic Gaussian targets (tests/diagnose/verdict.rs)
-//! 0.9 % of q's off by 0.35 sd or 35 % or more were called usable (one coordinate 35–40 % too
-//! narrow, where k̂ is near 0.7), none good, and 1.8 % of accurate ones (within 0.1 sd and 10 %)
-//! unreliable, most of them with accurate marginals but 20–35 % too narrow along a correlated
-//! direction. On the 120 fits of the development posteriors (examples/posteriors.rs with its
-//! verdict column from `Fit::verdict`, against posteriordb's reference moments) none of 31
-//! accurate fits was called unreliable, and one of 68 fits off by more than 0.3 sd or 30 % was
-//! called usable (0.302 sd off); k̂ alone had called 5 of the 52 off by 0.5 sd or 50 % good and
-//! 12 usable.
+//! How often it errs, on synthetic targets (`tests/diagnose/verdict.rs`, `verdict_rates_over_50_seeds`)
+//! and on the development posteriors (`examples/posteriors.rs`): benches/README.md, "The verdict".
 //!
 //! The run's stop reason does not change the verdict, which measures q itself, converged or not
 //! (a q checked to be within 0.1 sd is good even if the stopping rule never fired); it changes
